@@ -1,0 +1,189 @@
+"""The event contract: one versioned JSON Schema per event, and everything derived from it.
+
+`transaction.v1.json` and `chargeback.v1.json` beside this file are the single definition. The producer
+validates with `validate_transaction`, the Spark speed layer parses with `spark_schema()` and checks
+with `spark_rejection_reason()` (both derived here, never written by hand), the batch landing and the
+Great Expectations suites read `enum_values()` / `numeric_bounds()`. Change the JSON file, bump
+`schema_version`, and every layer follows.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+CONTRACT_DIR = Path(__file__).resolve().parent
+TRANSACTION_SCHEMA_VERSION = 1
+CHARGEBACK_SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({TRANSACTION_SCHEMA_VERSION})
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str = "transaction", version: int = 1) -> dict[str, Any]:
+    """The JSON Schema document `<name>.v<version>.json`."""
+    return json.loads((CONTRACT_DIR / f"{name}.v{version}.json").read_text())
+
+
+@lru_cache(maxsize=None)
+def _validator(name: str, version: int) -> Draft202012Validator:
+    return Draft202012Validator(load_schema(name, version))
+
+
+def _date_time_errors(event: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    errors = []
+    for field_name, spec in schema["properties"].items():
+        if spec.get("format") == "date-time" and isinstance(event.get(field_name), str):
+            try:
+                parsed = datetime.fromisoformat(event[field_name])
+            except ValueError:
+                errors.append(f"{field_name}: not an ISO 8601 date-time")
+                continue
+            if parsed.tzinfo is None:
+                errors.append(f"{field_name}: date-time without a UTC offset")
+    return errors
+
+
+def validation_errors(event: Any, name: str = "transaction", version: int | None = None) -> list[str]:
+    """Every way `event` breaks the contract, as short human-readable reasons ([] when valid)."""
+    if not isinstance(event, dict):
+        return [f"not a JSON object ({type(event).__name__})"]
+    declared = event.get("schema_version")
+    if version is None:
+        if name == "transaction" and declared not in SUPPORTED_SCHEMA_VERSIONS:
+            return [f"schema_version: unknown version {declared!r}"]
+        version = declared if isinstance(declared, int) else 1
+    schema = load_schema(name, version)
+    errors = []
+    for err in sorted(_validator(name, version).iter_errors(event), key=lambda e: list(e.path)):
+        where = ".".join(str(p) for p in err.absolute_path) or "(event)"
+        errors.append(f"{where}: {err.message}"[:300])
+    errors.extend(_date_time_errors(event, schema))
+    return errors
+
+
+def validate_transaction(event: Any) -> list[str]:
+    return validation_errors(event, "transaction")
+
+
+def validate_chargeback(event: Any) -> list[str]:
+    return validation_errors(event, "chargeback", CHARGEBACK_SCHEMA_VERSION)
+
+
+def field_names(name: str = "transaction", version: int = 1) -> list[str]:
+    """Top-level fields in contract order."""
+    return list(load_schema(name, version)["properties"])
+
+
+def enum_values(name: str = "transaction", version: int = 1) -> dict[str, list[str]]:
+    """Enumerated top-level fields and their allowed values (for validation and expectations)."""
+    props = load_schema(name, version)["properties"]
+    return {k: list(v["enum"]) for k, v in props.items() if "enum" in v}
+
+
+def numeric_bounds(name: str = "transaction", version: int = 1) -> dict[str, tuple[float | None, float | None]]:
+    """(lower, upper) bounds of numeric top-level fields; exclusive minimums are reported as the bound."""
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for k, v in load_schema(name, version)["properties"].items():
+        if v.get("type") in ("number", "integer") and "const" not in v:
+            lo = v.get("minimum", v.get("exclusiveMinimum"))
+            hi = v.get("maximum", v.get("exclusiveMaximum"))
+            out[k] = (lo, hi)
+    return out
+
+
+def _spark_type(spec: dict[str, Any]):  # -> pyspark.sql.types.DataType
+    from pyspark.sql import types as T
+
+    kind = spec.get("type")
+    if kind == "string":
+        # date-times stay strings at parse time; the stream converts them with an explicit format so a
+        # bad value becomes a quarantine reason instead of a silent null
+        return T.StringType()
+    if kind == "integer":
+        return T.LongType()
+    if kind == "number":
+        return T.DoubleType()
+    if kind == "boolean":
+        return T.BooleanType()
+    if kind == "array":
+        return T.ArrayType(_spark_type(spec["items"]), containsNull=True)
+    if kind == "object":
+        return T.StructType(
+            [T.StructField(k, _spark_type(v), nullable=True) for k, v in spec["properties"].items()]
+        )
+    raise ValueError(f"contract type {kind!r} has no Spark mapping")
+
+
+def spark_schema(name: str = "transaction", version: int = 1):  # -> pyspark.sql.types.StructType
+    """Spark StructType derived from the JSON Schema (every field nullable: the contract checks decide)."""
+    return _spark_type(load_schema(name, version))
+
+
+def spark_rejection_reason(parsed_col: str = "event", name: str = "transaction", version: int = 1):
+    """A Spark Column: NULL when the parsed struct meets the contract, else the first broken rule.
+
+    Built from the same JSON Schema as `validation_errors`, so the stream and the producer agree;
+    evaluated inside the JVM so validation costs no Python round trip per event.
+    """
+    from pyspark.sql import functions as F
+
+    schema = load_schema(name, version)
+    ev = F.col(parsed_col)
+    checks: list[tuple[Any, str]] = [(ev.isNull(), "not a JSON object matching the contract")]
+    const_version = schema["properties"].get("schema_version", {}).get("const")
+    if const_version is not None:
+        checks.append(
+            (
+                ev["schema_version"].isNull() | (ev["schema_version"] != F.lit(const_version)),
+                "schema_version: unknown version",
+            )
+        )
+    for field_name in schema.get("required", []):
+        checks.append((ev[field_name].isNull(), f"{field_name}: missing or wrong type"))
+    for field_name, spec in schema["properties"].items():
+        col = ev[field_name]
+        if "enum" in spec:
+            checks.append((~col.isin(*spec["enum"]), f"{field_name}: not one of {spec['enum']}"))
+        if "exclusiveMinimum" in spec:
+            checks.append((col <= F.lit(spec["exclusiveMinimum"]), f"{field_name}: must be > {spec['exclusiveMinimum']}"))
+        if "minimum" in spec:
+            checks.append((col < F.lit(spec["minimum"]), f"{field_name}: must be >= {spec['minimum']}"))
+        if "maximum" in spec:
+            checks.append((col > F.lit(spec["maximum"]), f"{field_name}: must be <= {spec['maximum']}"))
+        if "maxLength" in spec:
+            checks.append((F.length(col) > F.lit(spec["maxLength"]), f"{field_name}: longer than {spec['maxLength']}"))
+        if "minLength" in spec:
+            checks.append((F.length(col) < F.lit(spec["minLength"]), f"{field_name}: shorter than {spec['minLength']}"))
+        if "pattern" in spec:
+            checks.append((~col.rlike(spec["pattern"]), f"{field_name}: does not match {spec['pattern']}"))
+        if spec.get("format") == "date-time":
+            checks.append(
+                (F.try_to_timestamp(col).isNull(), f"{field_name}: not an ISO 8601 date-time")
+            )
+        if spec.get("type") == "array":
+            if "minItems" in spec:
+                checks.append((F.size(col) < F.lit(spec["minItems"]), f"{field_name}: fewer than {spec['minItems']} items"))
+            if "maxItems" in spec:
+                checks.append((F.size(col) > F.lit(spec["maxItems"]), f"{field_name}: more than {spec['maxItems']} items"))
+            item = spec.get("items", {})
+            for sub, sub_spec in item.get("properties", {}).items():
+                bad = F.exists(col, lambda x, s=sub: x[s].isNull())
+                checks.append((bad, f"{field_name}.{sub}: missing or wrong type"))
+                if "exclusiveMinimum" in sub_spec:
+                    lim = sub_spec["exclusiveMinimum"]
+                    checks.append((F.exists(col, lambda x, s=sub, m=lim: x[s] <= m), f"{field_name}.{sub}: must be > {lim}"))
+                if "minimum" in sub_spec:
+                    lim = sub_spec["minimum"]
+                    checks.append((F.exists(col, lambda x, s=sub, m=lim: x[s] < m), f"{field_name}.{sub}: must be >= {lim}"))
+                if "maximum" in sub_spec:
+                    lim = sub_spec["maximum"]
+                    checks.append((F.exists(col, lambda x, s=sub, m=lim: x[s] > m), f"{field_name}.{sub}: must be <= {lim}"))
+    reason = F.lit(None).cast("string")
+    for cond, text in reversed(checks):
+        reason = F.when(F.coalesce(cond, F.lit(False)), F.lit(text)).otherwise(reason)
+    return reason
