@@ -12,6 +12,7 @@ import importlib
 
 BENCH_MODULES = [
     "streaming.bench",
+    "streaming.bench_stream",
     "ml.bench",
     "orchestration.bench",
     "analytics.bench",
