@@ -131,6 +131,10 @@ class MetabaseSettings:
     password: str
     api_key: str
     specs_dir: Path
+    # how the Metabase server reaches the platform Postgres (the compose service name inside compose)
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 55432
+    database_name: str = "ecom-lambda platform"  # the name of the Postgres connection inside Metabase
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,9 @@ def load_settings(env_file: Path | None = None) -> Settings:
         password=e("METABASE_PASSWORD", ""),
         api_key=e("METABASE_API_KEY", ""),
         specs_dir=REPO_ROOT / "dashboards" / "specs",
+        pg_host=e("METABASE_PG_HOST", postgres.host),
+        pg_port=int(e("METABASE_PG_PORT", str(postgres.port))),
+        database_name=e("METABASE_DATABASE_NAME", "ecom-lambda platform"),
     )
     return Settings(
         repo_root=REPO_ROOT,
@@ -275,4 +282,6 @@ def service_env(settings: Settings | None = None) -> dict[str, str]:
         "DBT_PROFILES_DIR": str(s.dbt.profiles_dir),
         "PYSPARK_PYTHON": str(s.venv_bin / "python"),
         "PYSPARK_DRIVER_PYTHON": str(s.venv_bin / "python"),
+        # child tools (dbt, dagster, mlflow) resolve from the project venv even when it is not activated
+        "PATH": f"{s.venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
     }

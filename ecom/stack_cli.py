@@ -1,0 +1,53 @@
+"""`ecom up`, `ecom down`, `ecom status`: the local stack (see ecom/stack.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from ecom import stack
+from ecom.settings import get_settings
+
+
+def _up(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    statuses = stack.up(progress=lambda msg: print(f"  {msg}", flush=True))
+    print(f"stack healthy in {time.monotonic() - t0:.1f} s")
+    _print_table(statuses)
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stack.down(progress=lambda msg: print(f"  {msg}", flush=True))
+    print("stack stopped")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    statuses = stack.status()
+    if args.json:
+        print(json.dumps({"services": statuses}))
+    else:
+        _print_table(statuses)
+    return 0 if all(s["healthy"] for s in statuses) else 1
+
+
+def _print_table(statuses: list[dict]) -> None:
+    s = get_settings()
+    for st in statuses:
+        mark = "healthy" if st["healthy"] else "DOWN"
+        print(f"  {st['name']:<18} {mark:<8} pid={st['pid'] or '-':<8} {st['url']}")
+    sys.stdout.flush()
+    del s
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("up", help="start the local stack (Postgres, Kafka, MLflow, Dagster) and wait until healthy")
+    p.set_defaults(func=_up)
+    p = subparsers.add_parser("down", help="stop everything `ecom up` started")
+    p.set_defaults(func=_down)
+    p = subparsers.add_parser("status", help="health of every local service (exit 0 only when all are healthy)")
+    p.add_argument("--json", action="store_true", help='print {"services": [{"name","url","pid","healthy"}]}')
+    p.set_defaults(func=_status)
