@@ -124,6 +124,11 @@ def spark_schema(name: str = "transaction", version: int = 1):  # -> pyspark.sql
     return _spark_type(load_schema(name, version))
 
 
+def _item_pred(sub: str, test):
+    """A one-argument lambda for F.exists (PySpark counts default arguments as lambda parameters)."""
+    return lambda x: test(x[sub])
+
+
 def spark_rejection_reason(parsed_col: str = "event", name: str = "transaction", version: int = 1):
     """A Spark Column: NULL when the parsed struct meets the contract, else the first broken rule.
 
@@ -172,17 +177,17 @@ def spark_rejection_reason(parsed_col: str = "event", name: str = "transaction",
                 checks.append((F.size(col) > F.lit(spec["maxItems"]), f"{field_name}: more than {spec['maxItems']} items"))
             item = spec.get("items", {})
             for sub, sub_spec in item.get("properties", {}).items():
-                bad = F.exists(col, lambda x, s=sub: x[s].isNull())
+                bad = F.exists(col, _item_pred(sub, lambda v: v.isNull()))
                 checks.append((bad, f"{field_name}.{sub}: missing or wrong type"))
                 if "exclusiveMinimum" in sub_spec:
                     lim = sub_spec["exclusiveMinimum"]
-                    checks.append((F.exists(col, lambda x, s=sub, m=lim: x[s] <= m), f"{field_name}.{sub}: must be > {lim}"))
+                    checks.append((F.exists(col, _item_pred(sub, lambda v, m=lim: v <= m)), f"{field_name}.{sub}: must be > {lim}"))
                 if "minimum" in sub_spec:
                     lim = sub_spec["minimum"]
-                    checks.append((F.exists(col, lambda x, s=sub, m=lim: x[s] < m), f"{field_name}.{sub}: must be >= {lim}"))
+                    checks.append((F.exists(col, _item_pred(sub, lambda v, m=lim: v < m)), f"{field_name}.{sub}: must be >= {lim}"))
                 if "maximum" in sub_spec:
                     lim = sub_spec["maximum"]
-                    checks.append((F.exists(col, lambda x, s=sub, m=lim: x[s] > m), f"{field_name}.{sub}: must be <= {lim}"))
+                    checks.append((F.exists(col, _item_pred(sub, lambda v, m=lim: v > m)), f"{field_name}.{sub}: must be <= {lim}"))
     reason = F.lit(None).cast("string")
     for cond, text in reversed(checks):
         reason = F.when(F.coalesce(cond, F.lit(False)), F.lit(text)).otherwise(reason)
