@@ -1,0 +1,10 @@
+"""The speed layer: a Spark Structured Streaming query that parses every transaction from Kafka, adds the
+customer's and terminal's recent context (keyed state) and the batch layer's baselines, scores it with the
+champion fraud model and writes it to Postgres exactly once.
+
+    transforms.py  pure DataFrame -> DataFrame steps (parse, validate, flatten)
+    state.py       per-customer / per-terminal window state (applyInPandasWithState, with a watermark)
+    scoring.py     the champion model on the executors (mapInPandas over Arrow), hot-swapped between batches
+    sink.py        foreachBatch -> one Postgres transaction per batch (COPY + ON CONFLICT + batch marker)
+    query.py       assembles the query from settings (topic, checkpoint, trigger, query name)
+"""

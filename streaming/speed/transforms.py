@@ -1,0 +1,121 @@
+"""Pure DataFrame -> DataFrame steps of the speed layer and the batch landing.
+
+Each works on a streaming or a static DataFrame alike, so the tests run them on static frames built from
+bytes. Parsing and the contract checks run inside the JVM (from_json + the contract's Spark rules): no
+Python round trip per event just to validate it.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from streaming.contract import field_names, spark_rejection_reason, spark_schema
+
+KAFKA_COLUMNS = ["raw_payload", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
+
+
+def read_kafka(
+    spark: SparkSession,
+    topic: str,
+    bootstrap_servers: str,
+    max_offsets_per_trigger: int | None = None,
+    starting_offsets: str = "earliest",
+) -> DataFrame:
+    """The Kafka source (a new checkpoint starts at `starting_offsets`; an existing one resumes)."""
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .option("subscribe", topic)
+        .option("startingOffsets", starting_offsets)
+        # a deleted/compacted offset range must fail loudly: silently skipping would lose events
+        .option("failOnDataLoss", "true")
+    )
+    if max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
+    return reader.load()
+
+
+def kafka_envelope(df: DataFrame) -> DataFrame:
+    """Kafka record -> the payload bytes and where it came from (topic/partition/offset/produce time)."""
+    return df.select(
+        F.col("value").alias("raw_payload"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+    )
+
+
+def _payload_reason(payload_text: Column, raw: Column, name: str) -> Column:
+    """Why a payload is not even a candidate event (NULL when it is a JSON object with known fields)."""
+    keys = F.json_object_keys(payload_text)
+    unknown = F.array_except(keys, F.array(*[F.lit(f) for f in field_names(name)]))
+    return (
+        F.when(raw.isNull() | (F.length(raw) == 0), F.lit("empty payload"))
+        .when(~F.is_valid_utf8(payload_text), F.lit("payload is not valid UTF-8"))
+        .when(keys.isNull(), F.lit("payload is not a JSON object"))
+        .when(
+            F.size(unknown) > 0,
+            F.concat(F.lit("unknown field(s) not in the contract: "), F.array_join(unknown, ", ")),
+        )
+    )
+
+
+def parse_events(df: DataFrame, name: str = "transaction") -> DataFrame:
+    """Envelope -> envelope + `event` struct (contract schema) + `reject_reason` (NULL when valid).
+
+    Invalid UTF-8, non-JSON, unknown fields, wrong types, missing fields and broken rules all end up as a
+    reason string instead of an exception, so one bad event never stops the query.
+    """
+    text = F.col("raw_payload").cast("string")
+    reason = _payload_reason(text, F.col("raw_payload"), name)
+    return (
+        df.withColumn("_payload_text", F.when(F.is_valid_utf8(text), text))
+        .withColumn("event", F.from_json(F.col("_payload_text"), spark_schema(name)))
+        .withColumn("reject_reason", F.coalesce(reason, spark_rejection_reason("event", name)))
+        .drop("_payload_text")
+    )
+
+
+def flatten_transactions(df: DataFrame) -> DataFrame:
+    """Parsed transactions -> one column per contract field (line_items as JSON text, event_ts parsed).
+
+    Rejected rows keep their envelope and reason with NULL fields, so they can travel with the valid ones
+    through the same query (one Kafka read) and split at the sink.
+    """
+    fields = [F.col(f"event.{f}").alias(f) for f in field_names("transaction") if f != "line_items"]
+    return df.select(
+        *KAFKA_COLUMNS,
+        "reject_reason",
+        *fields,
+        F.to_json(F.col("event.line_items")).alias("line_items"),
+        F.try_to_timestamp(F.col("event.event_time")).alias("event_ts"),
+    )
+
+
+def flatten_chargebacks(df: DataFrame) -> DataFrame:
+    """Parsed chargebacks -> one column per contract field (reported_ts parsed)."""
+    fields = [F.col(f"event.{f}").alias(f) for f in field_names("chargeback")]
+    return df.select(
+        *KAFKA_COLUMNS,
+        "reject_reason",
+        *fields,
+        F.try_to_timestamp(F.col("event.reported_at")).alias("reported_ts"),
+    )
+
+
+def parse_transactions(kafka_df: DataFrame) -> DataFrame:
+    """Kafka records of the transactions topic -> flat, validated rows (the first step of both queries)."""
+    return flatten_transactions(parse_events(kafka_envelope(kafka_df), "transaction"))
+
+
+def parse_chargebacks(kafka_df: DataFrame) -> DataFrame:
+    return flatten_chargebacks(parse_events(kafka_envelope(kafka_df), "chargeback"))
+
+
+def with_event_watermark(df: DataFrame, delay: str) -> DataFrame:
+    """Event-time watermark (rejected rows carry the produce time so they never hold the watermark back)."""
+    return df.withColumn("watermark_ts", F.coalesce("event_ts", "kafka_timestamp")).withWatermark(
+        "watermark_ts", delay
+    )
