@@ -122,6 +122,8 @@ class DbtSettings:
     profiles_dir: Path
     target: str
     docs_port: int
+    refresh_cron: str = "0 * * * *"  # schedule of the batch refresh (Dagster)
+    sensor_min_new_rows: int = 50_000  # new rows in master.transactions that trigger a batch refresh
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,8 @@ def load_settings(env_file: Path | None = None) -> Settings:
         profiles_dir=REPO_ROOT / "dbt_project",
         target=e("ECOM_DBT_TARGET", "local"),
         docs_port=int(e("ECOM_DBT_DOCS_PORT", "8580")),
+        refresh_cron=e("ECOM_BATCH_REFRESH_CRON", "0 * * * *"),
+        sensor_min_new_rows=int(e("ECOM_BATCH_SENSOR_MIN_NEW_ROWS", "50000")),
     )
     metabase = MetabaseSettings(
         url=e("METABASE_URL", "http://127.0.0.1:3000"),

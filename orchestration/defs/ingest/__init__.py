@@ -1,0 +1,151 @@
+"""The platform's inputs as assets: lineage reads generator -> Kafka -> master -> staging -> marts -> serving.
+
+Nothing here is materialized by Dagster: the simulator produces to Kafka, the stream lands the master
+dataset and writes the speed tables. They are external assets whose observations (row counts, high-water
+marks, Kafka end offsets) give the asset graph data versions and feed the freshness checks.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import dagster as dg
+
+from ecom.settings import get_settings
+from orchestration.resources import PostgresResource, shared_resources
+
+GENERATOR = dg.AssetKey(["generator", "shop_simulator"])
+KAFKA_TRANSACTIONS = dg.AssetKey(["kafka", "transactions"])
+KAFKA_CHARGEBACKS = dg.AssetKey(["kafka", "chargebacks"])
+MASTER_TRANSACTIONS = dg.AssetKey(["master", "transactions"])
+MASTER_CHARGEBACKS = dg.AssetKey(["master", "chargebacks"])
+SPEED_SCORED = dg.AssetKey(["speed", "scored_transactions"])
+SPEED_ALERTS = dg.AssetKey(["speed", "fraud_alerts"])
+REFERENCE_TABLES = ("customers", "products", "merchants", "terminals")
+
+# multi_observable_source_asset is marked beta; it is the documented way to observe several external tables
+warnings.filterwarnings("ignore", message=".*multi_observable_source_asset.*", category=dg.BetaWarning)
+
+generator_spec = dg.AssetSpec(
+    GENERATOR,
+    description="The shop simulator (streaming.simulator) or a replay of real histories: produces "
+    "transaction and chargeback events to Kafka (`ecom produce`).",
+    group_name="landing",
+    kinds={"python"},
+    owners=["team:events"],
+)
+
+kafka_specs = [
+    dg.AssetSpec(
+        KAFKA_TRANSACTIONS,
+        deps=[GENERATOR],
+        description="Kafka topic of transaction events (contract streaming/contract/transaction.v1.json), "
+        "keyed by customer_id.",
+        group_name="landing",
+        kinds={"kafka"},
+        owners=["team:events"],
+    ),
+    dg.AssetSpec(
+        KAFKA_CHARGEBACKS,
+        deps=[GENERATOR],
+        description="Kafka topic of fraud labels (chargebacks) that arrive days after the transaction.",
+        group_name="landing",
+        kinds={"kafka"},
+        owners=["team:events"],
+    ),
+]
+
+postgres_specs = [
+    dg.AssetSpec(
+        MASTER_TRANSACTIONS,
+        deps=[KAFKA_TRANSACTIONS],
+        description="Immutable, append-only master dataset: every transaction exactly once, with its Kafka "
+        "position and landing order (landed_seq).",
+        group_name="landing",
+        kinds={"postgres"},
+        owners=["team:speed-layer"],
+    ),
+    dg.AssetSpec(
+        MASTER_CHARGEBACKS,
+        deps=[KAFKA_CHARGEBACKS],
+        description="Append-only fraud labels (chargebacks) as they arrive.",
+        group_name="landing",
+        kinds={"postgres"},
+        owners=["team:speed-layer"],
+    ),
+    dg.AssetSpec(
+        SPEED_SCORED,
+        deps=[KAFKA_TRANSACTIONS],
+        description="Speed layer: every transaction scored by the Spark stream (fraud_score, model_version).",
+        group_name="speed",
+        kinds={"spark", "postgres"},
+        owners=["team:speed-layer"],
+    ),
+    dg.AssetSpec(
+        SPEED_ALERTS,
+        deps=[SPEED_SCORED],
+        description="Speed layer: transactions above the model's threshold, with reasons in words.",
+        group_name="speed",
+        kinds={"spark", "postgres"},
+        owners=["team:speed-layer"],
+    ),
+    *[
+        dg.AssetSpec(
+            ["reference", name],
+            description=f"Reference data: {name} (ecom/sql/010_reference.sql, loaded by the events room).",
+            group_name="landing",
+            kinds={"postgres"},
+            owners=["team:events"],
+        )
+        for name in REFERENCE_TABLES
+    ],
+]
+
+# What each observation reads: (row count, high-water mark) per table.
+OBSERVE_SQL = {
+    MASTER_TRANSACTIONS: (
+        "SELECT count(*), coalesce(max(landed_seq), 0)::text, max(landed_at) FROM master.transactions"
+    ),
+    MASTER_CHARGEBACKS: "SELECT count(*), count(*)::text, max(landed_at) FROM master.chargebacks",
+    SPEED_SCORED: "SELECT count(*), count(*)::text, max(committed_at) FROM speed.scored_transactions",
+    SPEED_ALERTS: "SELECT count(*), count(*)::text, max(created_at) FROM speed.fraud_alerts",
+}
+
+
+@dg.multi_observable_source_asset(specs=postgres_specs[:4], name="observe_landing_tables", can_subset=True)
+def observe_landing_tables(context, postgres: PostgresResource):
+    """Row counts and high-water marks of the master and speed tables (data version = the mark)."""
+    for key in context.selected_asset_keys:
+        count, mark, last_at = postgres.fetch_one(OBSERVE_SQL[key])
+        metadata = {"dagster/row_count": int(count)}
+        if last_at is not None:
+            metadata["dagster/last_updated_timestamp"] = dg.MetadataValue.timestamp(last_at)
+        yield dg.ObserveResult(asset_key=key, data_version=dg.DataVersion(str(mark)), metadata=metadata)
+
+
+@dg.multi_observable_source_asset(specs=kafka_specs, name="observe_kafka_topics", can_subset=True)
+def observe_kafka_topics(context):
+    """Sum of end offsets per topic (data version = total messages ever produced)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    s = get_settings().kafka
+    topics = {KAFKA_TRANSACTIONS: s.topic_transactions, KAFKA_CHARGEBACKS: s.topic_labels}
+    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, request_timeout_ms=15000)
+    try:
+        for key in context.selected_asset_keys:
+            partitions = consumer.partitions_for_topic(topics[key]) or set()
+            tps = [TopicPartition(topics[key], p) for p in partitions]
+            total = sum(consumer.end_offsets(tps).values()) if tps else 0
+            yield dg.ObserveResult(
+                asset_key=key,
+                data_version=dg.DataVersion(str(total)),
+                metadata={"end_offsets_total": total, "partitions": len(tps), "topic": topics[key]},
+            )
+    finally:
+        consumer.close()
+
+
+defs = dg.Definitions(
+    assets=[generator_spec, *postgres_specs[4:], observe_landing_tables, observe_kafka_topics],
+    resources=shared_resources(),
+)
