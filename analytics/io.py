@@ -1,0 +1,319 @@
+"""Edges of the analytics room: reading a transaction history (CSV file or the warehouse) into the one
+canonical frame the pure functions take, validating it, and writing results (files or Postgres tables).
+
+The canonical *lines* frame has one row per purchased product line (or per order when products are unknown):
+
+    customer_id  str
+    order_id     str             (one checkout; derived from customer + time when the source has none)
+    order_time   datetime64[ns]  (naive UTC)
+    amount       float           (revenue of the line; >= 0)
+    product_id   str             (optional)
+    quantity     float           (optional; 1 when a product is given without quantity)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ecom.errors import EcomError
+
+CANONICAL = ("customer_id", "order_id", "order_time", "amount", "product_id", "quantity")
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which source column holds each canonical field (None: the source has no such column)."""
+
+    customer: str = "customer_id"
+    date: str = "order_date"
+    amount: str = "amount"
+    product: str | None = None
+    quantity: str | None = None
+    order: str | None = None
+
+
+def _rows(idx: Sequence[int], offset: int = 2) -> str:
+    """Human row numbers (CSV line numbers: header is line 1) of the first few bad rows."""
+    shown = ", ".join(str(int(i) + offset) for i in list(idx)[:5])
+    more = f" and {len(idx) - 5} more" if len(idx) > 5 else ""
+    return f"{shown}{more}"
+
+
+def normalize_transactions(raw: pd.DataFrame, cols: ColumnMap, source: str = "input") -> pd.DataFrame:
+    """Map, parse and validate a raw frame into the canonical lines frame; EcomError names bad rows and why.
+
+    Row numbers in messages are CSV line numbers (header = line 1), which is what a person opens the file at.
+    """
+    wanted = {"--customer-col": cols.customer, "--date-col": cols.date, "--amount-col": cols.amount}
+    if cols.product:
+        wanted["--product-col"] = cols.product
+    if cols.quantity:
+        wanted["--quantity-col"] = cols.quantity
+    if cols.order:
+        wanted["--order-col"] = cols.order
+    missing = [f"'{c}' ({flag})" for flag, c in wanted.items() if c not in raw.columns]
+    if missing:
+        raise EcomError(
+            f"{source}: missing column {', '.join(missing)}; columns present: {', '.join(map(str, raw.columns))}; "
+            "name the right ones with the --*-col flags"
+        )
+    if raw.empty:
+        raise EcomError(f"{source}: no rows; give a file with at least one transaction")
+
+    out = pd.DataFrame(index=raw.index)
+    cust = raw[cols.customer]
+    bad = cust.isna() | (cust.astype(str).str.strip() == "")
+    if bad.any():
+        raise EcomError(
+            f"{source}: empty customer id in column '{cols.customer}' at rows {_rows(np.flatnonzero(bad))}"
+        )
+    out["customer_id"] = cust.astype(str).str.strip()
+
+    when = pd.to_datetime(raw[cols.date], errors="coerce", utc=True, format="mixed")
+    bad = when.isna()
+    if bad.any():
+        examples = raw[cols.date][bad].astype(str).head(3).tolist()
+        raise EcomError(
+            f"{source}: unparseable date in column '{cols.date}' at rows {_rows(np.flatnonzero(bad))} "
+            f"(e.g. {examples}); use ISO dates like 2024-03-31 or 2024-03-31T14:05:00Z"
+        )
+    out["order_time"] = when.dt.tz_localize(None).astype("datetime64[ns]")
+
+    amount = pd.to_numeric(raw[cols.amount], errors="coerce")
+    bad = amount.isna()
+    if bad.any():
+        raise EcomError(
+            f"{source}: non-numeric amount in column '{cols.amount}' at rows {_rows(np.flatnonzero(bad))}"
+        )
+    bad = amount < 0
+    if bad.any():
+        raise EcomError(
+            f"{source}: negative amount in column '{cols.amount}' at rows {_rows(np.flatnonzero(bad))}; "
+            "remove returns/refunds (or net them into their order) before running analytics"
+        )
+    out["amount"] = amount.astype(float)
+
+    if cols.order:
+        out["order_id"] = raw[cols.order].astype(str)
+    else:
+        # without an order id, one customer's lines at the same timestamp are one checkout
+        out["order_id"] = out["customer_id"] + "@" + out["order_time"].astype("int64").astype(str)
+
+    if cols.product:
+        prod = raw[cols.product]
+        bad = prod.isna() | (prod.astype(str).str.strip() == "")
+        if bad.any():
+            raise EcomError(
+                f"{source}: empty product id in column '{cols.product}' at rows {_rows(np.flatnonzero(bad))}"
+            )
+        out["product_id"] = prod.astype(str).str.strip()
+        if cols.quantity:
+            qty = pd.to_numeric(raw[cols.quantity], errors="coerce")
+            bad = qty.isna() | (qty <= 0)
+            if bad.any():
+                raise EcomError(
+                    f"{source}: quantity in column '{cols.quantity}' missing or not positive at rows "
+                    f"{_rows(np.flatnonzero(bad))}"
+                )
+            out["quantity"] = qty.astype(float)
+        else:
+            out["quantity"] = 1.0
+    return out.reset_index(drop=True)[[c for c in CANONICAL if c in out.columns]]
+
+
+def read_transactions_csv(path: str | Path, cols: ColumnMap) -> pd.DataFrame:
+    """Read and validate a CSV history (see normalize_transactions)."""
+    p = Path(path)
+    if not p.is_file():
+        raise EcomError(f"{p}: no such file; pass the CSV path with --from-csv")
+    try:
+        raw = pd.read_csv(p, dtype=str, keep_default_na=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise EcomError(
+            f"{p}: not a readable CSV ({str(exc).splitlines()[0]}); give a comma-separated file"
+        ) from exc
+    return normalize_transactions(raw, cols, source=str(p))
+
+
+def read_products_csv(path: str | Path, product_col: str = "product_id") -> pd.DataFrame:
+    """Optional product attributes for content-based similarity: product_id + any attribute columns."""
+    p = Path(path)
+    if not p.is_file():
+        raise EcomError(f"{p}: no such file; pass the product attributes CSV with --products-csv")
+    df = pd.read_csv(p, dtype=str)
+    if product_col not in df.columns:
+        raise EcomError(f"{p}: missing column '{product_col}'; the products file needs a product id column")
+    df = df.rename(columns={product_col: "product_id"})
+    if "price" in df.columns:
+        df["price"] = pd.to_numeric(df["price"], errors="coerce")
+    return df
+
+
+# ---------------------------------------------------------------------------------------------------------
+# files
+
+
+def write_outputs(
+    tables: Mapping[str, pd.DataFrame], params: Mapping[str, object], out_dir: str | Path
+) -> list[Path]:
+    """Write each table as <name>.csv and each params entry as <name>.json into out_dir."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, df in tables.items():
+        path = d / f"{name}.csv"
+        df.to_csv(path, index=False)
+        written.append(path)
+    for name, obj in params.items():
+        path = d / f"{name}.json"
+        path.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+        written.append(path)
+    return written
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, pd.Timestamp):
+        return o.isoformat()
+    raise TypeError(type(o))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Postgres
+
+
+def _relation_exists(conn, qualified: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()[0]
+
+
+def _columns(conn, schema: str, table: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema=%s AND table_name=%s",
+        (schema, table),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _query_df(conn, sql: str, params: Sequence[object] | None = None) -> pd.DataFrame:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        names = [d.name for d in cur.description]
+        return pd.DataFrame(cur.fetchall(), columns=names)
+
+
+def read_lines_from_db(conn, lines_table: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Canonical lines from the warehouse; returns (frame, the relation read).
+
+    Prefers the batch layer's marts (marts.fct_order_lines, one row per product line); falls back to the master
+    dataset's line_items jsonb while the marts are not built (a fresh stack). Tests pass their own table name:
+    any relation with the canonical columns (customer_id, order_id, order_time, amount[, product_id, quantity]).
+    """
+    if lines_table:
+        df = _query_df(conn, f"SELECT * FROM {lines_table}")
+        src = lines_table
+    elif _relation_exists(conn, "marts.fct_order_lines"):
+        cols = _columns(conn, "marts", "fct_order_lines")
+        amount = next(
+            (c for c in ("line_amount_usd", "amount_usd", "line_amount", "line_total") if c in cols),
+            "(quantity * unit_price)",
+        )
+        when = next(c for c in ("event_time", "order_time", "transaction_time") if c in cols)
+        df = _query_df(
+            conn,
+            f"SELECT customer_id, transaction_id AS order_id, {when} AS order_time, {amount}::float8 AS amount, "
+            "product_id, quantity::float8 AS quantity FROM marts.fct_order_lines",
+        )
+        src = "marts.fct_order_lines"
+    else:
+        df = _query_df(
+            conn,
+            "SELECT t.customer_id, t.transaction_id AS order_id, t.event_time AS order_time, "
+            "((li->>'quantity')::numeric * (li->>'unit_price')::numeric)::float8 AS amount, "
+            "li->>'product_id' AS product_id, (li->>'quantity')::float8 AS quantity "
+            "FROM master.transactions t CROSS JOIN LATERAL jsonb_array_elements(t.line_items) li",
+        )
+        src = "master.transactions"
+    if df.empty:
+        return df.reindex(columns=list(CANONICAL)), src
+    df["order_time"] = (
+        pd.to_datetime(df["order_time"], utc=True).dt.tz_localize(None).astype("datetime64[ns]")
+    )
+    df["amount"] = df["amount"].astype(float)
+    for c in ("customer_id", "order_id", "product_id"):
+        if c in df.columns:
+            df[c] = df[c].astype(str)
+    if "quantity" in df.columns:
+        df["quantity"] = df["quantity"].astype(float)
+    return df[[c for c in CANONICAL if c in df.columns]], src
+
+
+def read_products_from_db(conn, products_table: str | None = None) -> pd.DataFrame | None:
+    """Product attributes (marts.dim_product, else reference.products); None when neither exists."""
+    table = products_table or next(
+        (t for t in ("marts.dim_product", "reference.products") if _relation_exists(conn, t)), None
+    )
+    if table is None:
+        return None
+    df = _query_df(conn, f"SELECT * FROM {table}")
+    if "product_id" not in df.columns:
+        return None
+    df["product_id"] = df["product_id"].astype(str)
+    for price_col in ("price", "list_price", "unit_price", "base_price"):
+        if price_col in df.columns:
+            df["price"] = pd.to_numeric(df[price_col], errors="coerce")
+            break
+    return df
+
+
+_PG_TYPES = {"i": "bigint", "u": "bigint", "f": "double precision", "b": "boolean", "M": "timestamp"}
+
+
+def replace_table(conn, schema: str, table: str, df: pd.DataFrame, comment: str | None = None) -> int:
+    """Replace schema.table with df atomically: load a fresh temp-named table, then drop + rename in one transaction.
+
+    Readers (Metabase, dbt docs) see the old table or the new one, never a half-loaded one.
+    Returns the number of rows written.
+    """
+    tmp = f"{table}__new_{uuid.uuid4().hex[:8]}"
+    cols = []
+    for name, dtype in df.dtypes.items():
+        cols.append(f'"{name}" {_PG_TYPES.get(dtype.kind, "text")}')
+    with conn.transaction():
+        conn.execute(f'CREATE TABLE "{schema}"."{tmp}" ({", ".join(cols)})')
+        buf = io.StringIO()
+        df.to_csv(buf, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S")
+        buf.seek(0)
+        col_list = ", ".join(f'"{c}"' for c in df.columns)
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                f'COPY "{schema}"."{tmp}" ({col_list}) FROM STDIN WITH (FORMAT csv, NULL \'\\N\')'
+            ) as copy,
+        ):
+            while chunk := buf.read(1 << 20):
+                copy.write(chunk)
+        # lock the old table for the swap so concurrent refreshes serialize instead of interleaving
+        conn.execute(f'DROP TABLE IF EXISTS "{schema}"."{table}"')
+        conn.execute(f'ALTER TABLE "{schema}"."{tmp}" RENAME TO "{table}"')
+        if comment:
+            conn.execute(
+                f'COMMENT ON TABLE "{schema}"."{table}" IS %s'.replace("%s", _quote_literal(comment))
+            )
+    return len(df)
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def read_table(conn, schema: str, table: str) -> pd.DataFrame:
+    return _query_df(conn, f'SELECT * FROM "{schema}"."{table}"')
