@@ -1,0 +1,161 @@
+"""Where the fraud model's data comes from: the batch layer's master dataset, or the shop simulator.
+
+Thin adapters only: they return two frames in the shape ml.features expects, `transactions` (contract
+columns, tz-aware `event_time`, float `amount`) and `chargebacks` (transaction_id, customer_id, terminal_id
+of the disputed transaction, reported_at, fraud_scenario).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from ecom.settings import Settings, get_settings
+from ml.features import INPUT_COLUMNS
+
+TX_COLUMNS = [
+    "transaction_id",
+    "customer_id",
+    "merchant_id",
+    "terminal_id",
+    "event_time",
+    "currency",
+    "amount",
+    "payment_method",
+    "channel",
+    "device_id",
+    "device_type",
+    "ip_country",
+    "ip_lat",
+    "ip_lon",
+    "line_items",
+]
+CB_COLUMNS = ["transaction_id", "customer_id", "terminal_id", "reported_at", "fraud_scenario"]
+
+
+def _tidy_transactions(tx: pd.DataFrame) -> pd.DataFrame:
+    tx = tx.copy()
+    tx["event_time"] = pd.to_datetime(tx["event_time"], utc=True, format="ISO8601")
+    tx["amount"] = pd.to_numeric(tx["amount"]).astype(float)
+    for col in ("ip_lat", "ip_lon"):
+        tx[col] = pd.to_numeric(tx[col], errors="coerce").astype(float)
+    return tx.sort_values(["event_time", "transaction_id"], kind="mergesort").reset_index(drop=True)
+
+
+def _empty_chargebacks() -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.Series(dtype="datetime64[ns, UTC]" if c == "reported_at" else object) for c in CB_COLUMNS}
+    )
+
+
+def frames_from_events(
+    pairs: Iterable[tuple[dict[str, Any], dict[str, Any] | None]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(event, label-or-None) pairs (the simulator's `history()`) -> (transactions, chargebacks)."""
+    events, labels = [], []
+    for event, label in pairs:
+        events.append({c: event.get(c) for c in TX_COLUMNS})
+        if label:
+            labels.append(
+                {
+                    "transaction_id": label["transaction_id"],
+                    "customer_id": label.get("customer_id", event["customer_id"]),
+                    "terminal_id": event["terminal_id"],
+                    "reported_at": label["reported_at"],
+                    "fraud_scenario": label.get("fraud_scenario", "reported"),
+                }
+            )
+    tx = _tidy_transactions(pd.DataFrame(events, columns=TX_COLUMNS))
+    cb = pd.DataFrame(labels, columns=CB_COLUMNS) if labels else _empty_chargebacks()
+    cb["reported_at"] = pd.to_datetime(cb["reported_at"], utc=True, format="ISO8601")
+    return tx, cb
+
+
+def simulated_history(
+    seed: int = 7,
+    n_customers: int = 2000,
+    n_products: int = 300,
+    n_merchants: int = 50,
+    days: int = 60,
+    **kw: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Labelled history from the shop simulator (streaming.simulator), as (transactions, chargebacks)."""
+    from streaming.simulator import ShopSimulator, SimConfig
+
+    sim = ShopSimulator(
+        SimConfig(
+            seed=seed,
+            n_customers=n_customers,
+            n_products=n_products,
+            n_merchants=n_merchants,
+            days=days,
+            **kw,
+        )
+    )
+    return frames_from_events(sim.history())
+
+
+def load_master(
+    settings: Settings | None = None, since: datetime | None = None, until: datetime | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The batch layer's immutable truth: master.transactions (event_time in [since, until)) + chargebacks."""
+    from ecom.db import connect
+
+    s = settings or get_settings()
+    where, params = [], []
+    if since is not None:
+        where.append("event_time >= %s")
+        params.append(since)
+    if until is not None:
+        where.append("event_time < %s")
+        params.append(until)
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    cols = ", ".join(TX_COLUMNS)
+    with connect(s) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT {cols} FROM master.transactions {clause}", params)
+        tx = pd.DataFrame(cur.fetchall(), columns=TX_COLUMNS)
+    cb = load_chargebacks(s)
+    return _tidy_transactions(tx), cb
+
+
+def load_chargebacks(
+    settings: Settings | None = None, reported_since: datetime | None = None
+) -> pd.DataFrame:
+    """Chargebacks joined to their transaction's terminal; the stream passes the last CHARGEBACK_LOOKBACK."""
+    from ecom.db import connect
+
+    s = settings or get_settings()
+    sql = (
+        "SELECT c.transaction_id, c.customer_id, t.terminal_id, c.reported_at, c.fraud_scenario "
+        "FROM master.chargebacks c JOIN master.transactions t USING (transaction_id)"
+    )
+    params: list[Any] = []
+    if reported_since is not None:
+        sql += " WHERE c.reported_at >= %s"
+        params.append(reported_since)
+    with connect(s) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        cb = pd.DataFrame(cur.fetchall(), columns=CB_COLUMNS)
+    if cb.empty:
+        return _empty_chargebacks()
+    cb["reported_at"] = pd.to_datetime(cb["reported_at"], utc=True)
+    return cb
+
+
+def input_example(enriched: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """A few rows of model input for MLflow (line_items as JSON text: a plain signature type)."""
+    ex = enriched.head(n).copy()
+    if "line_items" in ex.columns:
+        ex["line_items"] = ex["line_items"].map(lambda v: v if isinstance(v, str) else json.dumps(v))
+    return ex
+
+
+def model_input(enriched: pd.DataFrame) -> pd.DataFrame:
+    """The columns a fraud model reads: contract inputs + context (extra columns are dropped)."""
+    from ml.features import CONTEXT_COLUMNS
+
+    return enriched[[c for c in INPUT_COLUMNS if c in enriched.columns] + CONTEXT_COLUMNS]

@@ -1,0 +1,496 @@
+"""The fraud model's feature code: ONE implementation, used by training (batch) and by the Spark stream.
+
+Two steps, both pure:
+
+1. `history_context(tx, chargebacks, state)` gives every transaction its *context*: what was known about
+   its customer and its terminal strictly before it (velocity over 10 min / 1 h / 24 h, the customer's
+   usual amount, devices, countries, location and hours, and chargebacks *reported* before the event).
+   It walks the transactions in (event_time, transaction_id) order and keeps a small per-customer and
+   per-terminal state; the state it returns continues the walk on the next call. Training calls it once on
+   the whole history (state=None); the stream calls it per micro-batch with the state it kept, and gets the
+   same numbers (tests/ml/test_features.py proves both, and that no row sees a later row).
+   Chargeback context is stateless: it counts labels with `reported_at` before the event (never the fraud's
+   own event time, so a label that arrived later cannot leak); the stream passes the chargebacks of the last
+   `CHARGEBACK_LOOKBACK` (the batch layer's truth, a stream-static join).
+2. `derive_features(enriched)` turns contract columns + context into `FEATURE_COLUMNS` (what the model sees).
+   It is the first step of the model's sklearn Pipeline, so scoring anywhere runs exactly this code.
+
+Amounts are handled in integer cents inside the state so running sums are exact and the incremental walk
+is bit-identical to the batch walk.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+NS = 1_000_000_000
+CUSTOMER_WINDOWS = {"10m": 600, "1h": 3600, "24h": 86400}  # seconds
+TERMINAL_WINDOWS = {"1h": 3600, "24h": 86400}
+AMOUNT_HISTORY = 50  # the customer's "usual amount" = median / p95 of the last 50 amounts
+DEVICE_MEMORY = 20  # devices remembered per customer (most recently used)
+COUNTRY_MEMORY = 20
+MIN_HABIT_HISTORY = 5  # hour-of-day habit only means something after a few purchases
+TERMINAL_CHARGEBACK_WINDOW = pd.Timedelta(days=7)
+CUSTOMER_CHARGEBACK_WINDOW = pd.Timedelta(days=30)
+# how far back the chargebacks handed to history_context must reach (the longest window above)
+CHARGEBACK_LOOKBACK = max(TERMINAL_CHARGEBACK_WINDOW, CUSTOMER_CHARGEBACK_WINDOW)
+
+# contract columns the feature code reads (all in streaming/contract/transaction.v1.json)
+INPUT_COLUMNS = [
+    "transaction_id",
+    "customer_id",
+    "merchant_id",
+    "terminal_id",
+    "event_time",
+    "amount",
+    "payment_method",
+    "channel",
+    "device_id",
+    "device_type",
+    "ip_country",
+    "ip_lat",
+    "ip_lon",
+    "line_items",
+]
+CUSTOMER_CONTEXT_COLUMNS = [
+    "cust_n_prior",
+    "cust_count_10m",
+    "cust_count_1h",
+    "cust_count_24h",
+    "cust_amount_10m",
+    "cust_amount_1h",
+    "cust_amount_24h",
+    "cust_amount_median",
+    "cust_amount_p95",
+    "cust_secs_since_last",
+    "cust_device_seen",
+    "cust_new_devices_1h",
+    "cust_home_distance_km",
+    "cust_country_seen",
+    "cust_hour_share",
+]
+TERMINAL_CONTEXT_COLUMNS = [
+    "term_count_1h",
+    "term_count_24h",
+    "term_amount_1h",
+    "term_amount_24h",
+]
+CHARGEBACK_CONTEXT_COLUMNS = ["term_chargebacks_7d", "cust_chargebacks_30d"]
+CONTEXT_COLUMNS = CUSTOMER_CONTEXT_COLUMNS + TERMINAL_CONTEXT_COLUMNS + CHARGEBACK_CONTEXT_COLUMNS
+# columns a chargebacks frame needs (terminal_id comes from joining the disputed transaction)
+CHARGEBACK_COLUMNS = ["transaction_id", "customer_id", "terminal_id", "reported_at"]
+
+FEATURE_COLUMNS = [
+    "log_amount",
+    "amount_to_median",
+    "amount_to_p95",
+    "is_first_tx",
+    "log_prior_tx",
+    "cust_count_10m",
+    "cust_count_1h",
+    "cust_count_24h",
+    "amount_1h_to_median",
+    "log_secs_since_last",
+    "is_new_device",
+    "new_devices_1h",
+    "log_home_distance_km",
+    "is_new_country",
+    "hour_share",
+    "term_count_1h",
+    "term_burst",
+    "term_chargebacks_7d",
+    "cust_chargebacks_30d",
+    "n_items",
+]
+
+
+# --------------------------------------------------------------------------------------------- state
+class _Window:
+    """Events of one key inside a sliding time window, with exact running count and cent sum."""
+
+    __slots__ = ("seconds", "times", "cents", "total")
+
+    def __init__(self, seconds: int, times=(), cents=()) -> None:
+        self.seconds = seconds
+        self.times: deque[int] = deque(times)
+        self.cents: deque[int] = deque(cents)
+        self.total = int(sum(self.cents))
+
+    def expire(self, t_ns: int) -> None:
+        horizon = t_ns - self.seconds * NS
+        while self.times and self.times[0] <= horizon:
+            self.times.popleft()
+            self.total -= self.cents.popleft()
+
+    def add(self, t_ns: int, cents: int) -> None:
+        self.times.append(t_ns)
+        self.cents.append(cents)
+        self.total += cents
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": list(self.times), "c": list(self.cents)}
+
+
+@dataclass
+class CustomerState:
+    """What the walk remembers about one customer (small: bounded by the windows and memories above)."""
+
+    n: int = 0
+    last_t: int | None = None
+    windows: dict[str, _Window] = field(
+        default_factory=lambda: {k: _Window(s) for k, s in CUSTOMER_WINDOWS.items()}
+    )
+    recent_amounts: deque = field(default_factory=deque)  # last AMOUNT_HISTORY cents, time order
+    sorted_amounts: list = field(default_factory=list)  # the same, sorted (median / p95 in O(1))
+    devices: list = field(default_factory=list)  # most recent last
+    new_device_times: deque = field(default_factory=deque)  # times a never-seen device was used
+    countries: list = field(default_factory=list)
+    geo_n: int = 0
+    lat_sum: float = 0.0
+    lon_sum: float = 0.0
+    hours: list = field(default_factory=lambda: [0] * 24)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "last_t": self.last_t,
+            "windows": {k: w.to_dict() for k, w in self.windows.items()},
+            "recent_amounts": list(self.recent_amounts),
+            "devices": list(self.devices),
+            "new_device_times": list(self.new_device_times),
+            "countries": list(self.countries),
+            "geo": [self.geo_n, self.lat_sum, self.lon_sum],
+            "hours": list(self.hours),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CustomerState:
+        st = cls(
+            n=d["n"],
+            last_t=d["last_t"],
+            windows={k: _Window(CUSTOMER_WINDOWS[k], w["t"], w["c"]) for k, w in d["windows"].items()},
+            recent_amounts=deque(d["recent_amounts"]),
+            sorted_amounts=sorted(d["recent_amounts"]),
+            devices=list(d["devices"]),
+            new_device_times=deque(d["new_device_times"]),
+            countries=list(d["countries"]),
+            hours=list(d["hours"]),
+        )
+        st.geo_n, st.lat_sum, st.lon_sum = d["geo"]
+        return st
+
+
+@dataclass
+class TerminalState:
+    windows: dict[str, _Window] = field(
+        default_factory=lambda: {k: _Window(s) for k, s in TERMINAL_WINDOWS.items()}
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"windows": {k: w.to_dict() for k, w in self.windows.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TerminalState:
+        return cls(windows={k: _Window(TERMINAL_WINDOWS[k], w["t"], w["c"]) for k, w in d["windows"].items()})
+
+
+@dataclass
+class HistoryState:
+    """The whole walk's state: per-customer and per-terminal. `to_json` / `from_json` for checkpoints;
+    `customer_state_json(id)` etc. let a keyed Spark operator keep one key's part."""
+
+    customers: dict[str, CustomerState] = field(default_factory=dict)
+    terminals: dict[str, TerminalState] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "customers": {k: v.to_dict() for k, v in self.customers.items()},
+                "terminals": {k: v.to_dict() for k, v in self.terminals.items()},
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> HistoryState:
+        if not text:
+            return cls()
+        d = json.loads(text)
+        return cls(
+            customers={k: CustomerState.from_dict(v) for k, v in d.get("customers", {}).items()},
+            terminals={k: TerminalState.from_dict(v) for k, v in d.get("terminals", {}).items()},
+        )
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _utc_ns(values: pd.Series) -> np.ndarray:
+    ts = pd.to_datetime(values, utc=True, format="ISO8601") if values.dtype == object else values
+    if getattr(ts.dt, "tz", None) is None:
+        raise ValueError("event_time must be timezone-aware (the contract requires a UTC offset)")
+    return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64").to_numpy()
+
+
+def _cents(values: pd.Series) -> np.ndarray:
+    return np.round(pd.to_numeric(values, errors="coerce").astype(float).to_numpy() * 100).astype(np.int64)
+
+
+def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dphi, dlmb = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dphi / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dlmb / 2) ** 2
+    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _walk_order(tx: pd.DataFrame, t_ns: np.ndarray) -> np.ndarray:
+    # (event_time, transaction_id) is a total order, so any split of the data into batches walks the same way
+    return np.lexsort((tx["transaction_id"].astype(str).to_numpy(), t_ns))
+
+
+# ------------------------------------------------------------------------------------------ context
+def customer_context(
+    tx: pd.DataFrame, state: dict[str, CustomerState] | None = None
+) -> tuple[pd.DataFrame, dict[str, CustomerState]]:
+    """Per-customer context of each row from earlier rows only; returns (context on tx.index, state)."""
+    state = {} if state is None else state
+    n = len(tx)
+    t_ns = _utc_ns(tx["event_time"])
+    cents = _cents(tx["amount"])
+    cust = tx["customer_id"].astype(str).to_numpy()
+    dev = tx["device_id"].astype(str).to_numpy()
+    country = tx["ip_country"].fillna("").astype(str).to_numpy()
+    lat = pd.to_numeric(tx["ip_lat"], errors="coerce").to_numpy(dtype=float)
+    lon = pd.to_numeric(tx["ip_lon"], errors="coerce").to_numpy(dtype=float)
+    hour = (t_ns // (3600 * NS)) % 24
+    out = np.full((n, len(CUSTOMER_CONTEXT_COLUMNS)), np.nan)
+
+    for i in _walk_order(tx, t_ns):
+        t = int(t_ns[i])
+        st = state.get(cust[i])
+        if st is None:
+            st = state[cust[i]] = CustomerState()
+        row = out[i]
+        row[0] = st.n
+        for j, w in enumerate(st.windows.values()):
+            w.expire(t)
+            row[1 + j] = len(w.times)
+            row[4 + j] = w.total / 100.0
+        k = len(st.sorted_amounts)
+        if k:
+            sa = st.sorted_amounts
+            row[7] = (sa[(k - 1) // 2] + sa[k // 2]) / 200.0
+            row[8] = sa[max(0, math.ceil(0.95 * k) - 1)] / 100.0
+        if st.last_t is not None:
+            row[9] = (t - st.last_t) / NS
+        seen = dev[i] in st.devices
+        row[10] = 1.0 if seen else 0.0
+        nd = st.new_device_times
+        while nd and nd[0] <= t - 3600 * NS:
+            nd.popleft()
+        # the count includes this event when its device is new: "3rd new device this hour"
+        row[11] = len(nd) + (0 if seen else 1)
+        if st.geo_n and not (math.isnan(lat[i]) or math.isnan(lon[i])):
+            row[12] = _haversine_km(lat[i], lon[i], st.lat_sum / st.geo_n, st.lon_sum / st.geo_n)
+        row[13] = 1.0 if (country[i] in st.countries or not country[i]) else 0.0
+        if st.n >= MIN_HABIT_HISTORY:
+            h = int(hour[i])
+            row[14] = (st.hours[(h - 1) % 24] + st.hours[h] + st.hours[(h + 1) % 24]) / st.n
+
+        # ---- fold this event into the state (after its own context was taken)
+        st.n += 1
+        st.last_t = t if st.last_t is None else max(st.last_t, t)
+        for w in st.windows.values():
+            w.add(t, int(cents[i]))
+        st.recent_amounts.append(int(cents[i]))
+        bisect.insort(st.sorted_amounts, int(cents[i]))
+        if len(st.recent_amounts) > AMOUNT_HISTORY:
+            old = st.recent_amounts.popleft()
+            del st.sorted_amounts[bisect.bisect_left(st.sorted_amounts, old)]
+        if seen:
+            st.devices.remove(dev[i])
+        else:
+            nd.append(t)
+        st.devices.append(dev[i])
+        if len(st.devices) > DEVICE_MEMORY:
+            st.devices.pop(0)
+        if country[i] and country[i] not in st.countries:
+            st.countries.append(country[i])
+            if len(st.countries) > COUNTRY_MEMORY:
+                st.countries.pop(0)
+        if not (math.isnan(lat[i]) or math.isnan(lon[i])):
+            st.geo_n += 1
+            st.lat_sum += float(lat[i])
+            st.lon_sum += float(lon[i])
+        st.hours[int(hour[i])] += 1
+
+    return pd.DataFrame(out, columns=CUSTOMER_CONTEXT_COLUMNS, index=tx.index), state
+
+
+def terminal_context(
+    tx: pd.DataFrame, state: dict[str, TerminalState] | None = None
+) -> tuple[pd.DataFrame, dict[str, TerminalState]]:
+    """Per-terminal recent volume of each row from earlier rows only."""
+    state = {} if state is None else state
+    t_ns = _utc_ns(tx["event_time"])
+    cents = _cents(tx["amount"])
+    term = tx["terminal_id"].astype(str).to_numpy()
+    out = np.full((len(tx), len(TERMINAL_CONTEXT_COLUMNS)), np.nan)
+    nw = len(TERMINAL_WINDOWS)
+    for i in _walk_order(tx, t_ns):
+        t = int(t_ns[i])
+        st = state.get(term[i])
+        if st is None:
+            st = state[term[i]] = TerminalState()
+        for j, w in enumerate(st.windows.values()):
+            w.expire(t)
+            out[i, j] = len(w.times)
+            out[i, nw + j] = w.total / 100.0
+            w.add(t, int(cents[i]))
+    return pd.DataFrame(out, columns=TERMINAL_CONTEXT_COLUMNS, index=tx.index), state
+
+
+def _count_reported_before(
+    keys: np.ndarray, t_ns: np.ndarray, cb_keys: np.ndarray, cb_ns: np.ndarray, window_ns: int
+) -> np.ndarray:
+    """For each (key, t): chargebacks of that key reported in [t - window, t)."""
+    out = np.zeros(len(keys))
+    if len(cb_keys) == 0:
+        return out
+    order = np.lexsort((cb_ns, cb_keys))
+    cb_keys, cb_ns = cb_keys[order], cb_ns[order]
+    uniq, starts = np.unique(cb_keys, return_index=True)
+    ends = np.append(starts[1:], len(cb_keys))
+    pos = {k: (s, e) for k, s, e in zip(uniq, starts, ends, strict=True)}
+    for key in np.unique(keys):
+        if key not in pos:
+            continue
+        s, e = pos[key]
+        times = cb_ns[s:e]
+        rows = np.flatnonzero(keys == key)
+        hi = np.searchsorted(times, t_ns[rows], side="left")  # strictly before the event
+        lo = np.searchsorted(times, t_ns[rows] - window_ns, side="left")
+        out[rows] = hi - lo
+    return out
+
+
+def chargeback_context(tx: pd.DataFrame, chargebacks: pd.DataFrame | None) -> pd.DataFrame:
+    """Chargebacks *reported* before each event: on its terminal (7 days) and on its customer (30 days)."""
+    t_ns = _utc_ns(tx["event_time"])
+    out = pd.DataFrame(0.0, index=tx.index, columns=CHARGEBACK_CONTEXT_COLUMNS)
+    if chargebacks is None or len(chargebacks) == 0:
+        return out
+    missing = [c for c in CHARGEBACK_COLUMNS if c not in chargebacks.columns]
+    if missing:
+        raise ValueError(
+            f"chargebacks frame lacks {missing}; join them to their transactions (ml.data.load_chargebacks)"
+        )
+    cb = chargebacks.drop_duplicates("transaction_id")
+    cb_ns = _utc_ns(cb["reported_at"])
+    out["term_chargebacks_7d"] = _count_reported_before(
+        tx["terminal_id"].astype(str).to_numpy(),
+        t_ns,
+        cb["terminal_id"].astype(str).to_numpy(),
+        cb_ns,
+        TERMINAL_CHARGEBACK_WINDOW.value,
+    )
+    out["cust_chargebacks_30d"] = _count_reported_before(
+        tx["customer_id"].astype(str).to_numpy(),
+        t_ns,
+        cb["customer_id"].astype(str).to_numpy(),
+        cb_ns,
+        CUSTOMER_CHARGEBACK_WINDOW.value,
+    )
+    return out
+
+
+def history_context(
+    tx: pd.DataFrame, chargebacks: pd.DataFrame | None = None, state: HistoryState | None = None
+) -> tuple[pd.DataFrame, HistoryState]:
+    """`tx` plus CONTEXT_COLUMNS (same index, same row order), and the state to continue from.
+
+    Batch: `history_context(all_tx, all_chargebacks)`. Incremental: keep the returned state and pass it with
+    the next batch (events later than those already walked); the chargebacks must cover the last
+    CHARGEBACK_LOOKBACK before the batch's events. Rows of one call are walked in (event_time, transaction_id)
+    order, so the result does not depend on how the input is sorted.
+    """
+    state = HistoryState() if state is None else state
+    if len(tx) == 0:
+        return tx.assign(**{c: pd.Series(dtype=float) for c in CONTEXT_COLUMNS}), state
+    cust, state.customers = customer_context(tx, state.customers)
+    term, state.terminals = terminal_context(tx, state.terminals)
+    cb = chargeback_context(tx, chargebacks)
+    enriched = pd.concat([tx, cust, term, cb], axis=1)
+    return enriched, state
+
+
+# ------------------------------------------------------------------------------------------ features
+def _n_items(line_items: pd.Series) -> np.ndarray:
+    def count(items: Any) -> float:
+        if isinstance(items, str):
+            items = json.loads(items)
+        if items is None or (isinstance(items, float) and math.isnan(items)):
+            return 1.0
+        return float(sum(int(it.get("quantity", 1)) for it in items)) if len(items) else 1.0
+
+    return np.fromiter((count(x) for x in line_items), dtype=float, count=len(line_items))
+
+
+def derive_features(enriched: pd.DataFrame) -> pd.DataFrame:
+    """Contract columns + CONTEXT_COLUMNS -> FEATURE_COLUMNS (floats, no NaN); the Pipeline's first step."""
+    missing = [c for c in ["amount", *CONTEXT_COLUMNS] if c not in enriched.columns]
+    if missing:
+        raise ValueError(
+            f"derive_features needs the context columns {missing}: run ml.features.history_context"
+        )
+    e = enriched
+    amount = pd.to_numeric(e["amount"], errors="coerce").astype(float).fillna(0.0).to_numpy()
+    n_prior = e["cust_n_prior"].astype(float).fillna(0).to_numpy()
+    # with no history the customer's "usual" is this amount itself (ratio 1): novelty is its own feature
+    median = e["cust_amount_median"].astype(float).to_numpy()
+    median = np.where(np.isnan(median) | (median <= 0), np.maximum(amount, 0.01), median)
+    p95 = e["cust_amount_p95"].astype(float).to_numpy()
+    p95 = np.where(np.isnan(p95) | (p95 <= 0), np.maximum(amount, 0.01), p95)
+    secs = e["cust_secs_since_last"].astype(float).to_numpy()
+    dist = e["cust_home_distance_km"].astype(float).fillna(0.0).to_numpy()
+    hour_share = e["cust_hour_share"].astype(float).fillna(3 / 24).to_numpy()
+    t24 = e["term_count_24h"].astype(float).fillna(0).to_numpy()
+    t1 = e["term_count_1h"].astype(float).fillna(0).to_numpy()
+    n_items = _n_items(e["line_items"]) if "line_items" in e.columns else np.ones(len(e))
+    feats = {
+        "log_amount": np.log1p(amount),
+        "amount_to_median": amount / median,
+        "amount_to_p95": amount / p95,
+        "is_first_tx": (n_prior == 0).astype(float),
+        "log_prior_tx": np.log1p(n_prior),
+        "cust_count_10m": e["cust_count_10m"].astype(float).fillna(0).to_numpy(),
+        "cust_count_1h": e["cust_count_1h"].astype(float).fillna(0).to_numpy(),
+        "cust_count_24h": e["cust_count_24h"].astype(float).fillna(0).to_numpy(),
+        "amount_1h_to_median": (e["cust_amount_1h"].astype(float).fillna(0).to_numpy() + amount) / median,
+        # no previous purchase: a month, i.e. "long ago"
+        "log_secs_since_last": np.log1p(np.where(np.isnan(secs), 30 * 86400.0, np.maximum(secs, 0))),
+        "is_new_device": 1.0 - e["cust_device_seen"].astype(float).fillna(0).to_numpy(),
+        "new_devices_1h": e["cust_new_devices_1h"].astype(float).fillna(1).to_numpy(),
+        "log_home_distance_km": np.log1p(dist),
+        "is_new_country": 1.0 - e["cust_country_seen"].astype(float).fillna(1).to_numpy(),
+        "hour_share": hour_share,
+        "term_count_1h": t1,
+        # last hour against the terminal's hourly average over the day: a burst of activity
+        "term_burst": (t1 + 1.0) / (t24 / 24.0 + 1.0),
+        "term_chargebacks_7d": e["term_chargebacks_7d"].astype(float).fillna(0).to_numpy(),
+        "cust_chargebacks_30d": e["cust_chargebacks_30d"].astype(float).fillna(0).to_numpy(),
+        "n_items": n_items,
+    }
+    return pd.DataFrame(feats, index=enriched.index)[FEATURE_COLUMNS]
+
+
+def enrich(
+    tx: pd.DataFrame, chargebacks: pd.DataFrame | None = None, state: HistoryState | None = None
+) -> tuple[pd.DataFrame, HistoryState]:
+    """Alias of history_context (reads better at call sites that go on to score)."""
+    return history_context(tx, chargebacks, state)

@@ -1,0 +1,230 @@
+"""The fraud model registry: MLflow's registered model `fraud_detector` and its `champion` alias.
+
+The speed layer calls `ensure_bootstrap_champion()` once, `load_champion()` to score, and polls the cheap
+`champion_version()` between micro-batches to switch to a new champion without a restart. Training
+(ml/train.py) logs and registers versions here; promotion is `set_alias`, done only by the gate.
+
+Models are logged with MLflow's sklearn flavour in skops format; the few non-sklearn types the pipeline
+holds (our feature function and scorer class, sklearn's tree internals) are listed as trusted at logging
+time, so `mlflow.sklearn.load_model` loads them anywhere the project's code is importable.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from ecom.errors import EcomError
+from ecom.settings import Settings, get_settings
+from ml.features import FEATURE_COLUMNS
+
+TAG_THRESHOLD = "threshold"
+TAG_FEATURES = "feature_columns"
+
+
+def _settings(settings: Settings | None) -> Settings:
+    return settings or get_settings()
+
+
+def configure(settings: Settings | None = None) -> Settings:
+    """Point the MLflow client at the platform's tracking server (settings.mlflow.tracking_uri)."""
+    import mlflow
+
+    s = _settings(settings)
+    os.environ["MLFLOW_TRACKING_URI"] = s.mlflow.tracking_uri
+    mlflow.set_tracking_uri(s.mlflow.tracking_uri)
+    mlflow.set_registry_uri(s.mlflow.tracking_uri)
+    return s
+
+
+def client(settings: Settings | None = None):
+    from mlflow import MlflowClient
+
+    s = configure(settings)
+    return MlflowClient(tracking_uri=s.mlflow.tracking_uri, registry_uri=s.mlflow.tracking_uri)
+
+
+@dataclass
+class Champion:
+    """A loaded model version with what scoring needs beside it."""
+
+    model: Pipeline
+    version: str
+    threshold: float
+    feature_columns: list[str]
+    model_name: str = ""
+    run_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def score(self, enriched: pd.DataFrame) -> np.ndarray:
+        from ml.model import score
+
+        return score(self.model, enriched)
+
+    def reasons(self, enriched: pd.DataFrame, top: int = 3) -> list[list[dict[str, Any]]]:
+        from ml.explain import reasons_for_rows
+
+        return reasons_for_rows(enriched, model=self.model, top=top)
+
+
+def champion_version(settings: Settings | None = None, model_name: str | None = None) -> str | None:
+    """Version number behind the champion alias, or None (cheap: one registry call)."""
+    from mlflow.exceptions import MlflowException
+
+    s = _settings(settings)
+    try:
+        mv = client(s).get_model_version_by_alias(model_name or s.mlflow.model_name, s.mlflow.champion_alias)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+            return None
+        raise
+    return str(mv.version)
+
+
+def load_version(version: str, settings: Settings | None = None, model_name: str | None = None) -> Champion:
+    import mlflow.sklearn
+
+    s = configure(settings)
+    name = model_name or s.mlflow.model_name
+    mv = client(s).get_model_version(name, str(version))
+    model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    tags = dict(mv.tags or {})
+    if TAG_THRESHOLD not in tags:
+        raise EcomError(
+            f"model {name} version {version} has no '{TAG_THRESHOLD}' tag; retrain it with `ecom train`"
+        )
+    return Champion(
+        model=model,
+        version=str(version),
+        threshold=float(tags[TAG_THRESHOLD]),
+        feature_columns=json.loads(tags.get(TAG_FEATURES, json.dumps(FEATURE_COLUMNS))),
+        model_name=name,
+        run_id=mv.run_id,
+        tags=tags,
+    )
+
+
+def load_champion(settings: Settings | None = None, model_name: str | None = None) -> Champion:
+    """The model behind `<model_name>@champion`; EcomError when there is none yet."""
+    s = _settings(settings)
+    name = model_name or s.mlflow.model_name
+    version = champion_version(s, name)
+    if version is None:
+        raise EcomError(
+            f"registered model '{name}' has no '{s.mlflow.champion_alias}' alias yet; run `ecom train` "
+            "(or call ml.registry.ensure_bootstrap_champion())"
+        )
+    return load_version(version, s, name)
+
+
+def set_alias(
+    version: str, settings: Settings | None = None, model_name: str | None = None, alias: str | None = None
+) -> None:
+    s = _settings(settings)
+    client(s).set_registered_model_alias(
+        model_name or s.mlflow.model_name, alias or s.mlflow.champion_alias, str(version)
+    )
+
+
+def tag_version(
+    version: str, tags: dict[str, Any], settings: Settings | None = None, model_name: str | None = None
+) -> None:
+    s = _settings(settings)
+    c = client(s)
+    for k, v in tags.items():
+        c.set_model_version_tag(
+            model_name or s.mlflow.model_name, str(version), k, v if isinstance(v, str) else json.dumps(v)
+        )
+
+
+def register(
+    pipeline: Pipeline,
+    input_example: pd.DataFrame,
+    tags: dict[str, Any],
+    settings: Settings | None = None,
+    model_name: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> str:
+    """Log `pipeline` to the active MLflow run and register it as a new version of `model_name`; returns it.
+
+    Call inside `mlflow.start_run()`. Tags (data window, metrics, features, threshold) go on the version.
+    """
+    import mlflow
+    import mlflow.sklearn
+    import skops.io as sio
+    from mlflow.models import infer_signature
+
+    from ml.model import score
+
+    s = configure(settings)
+    name = model_name or s.mlflow.model_name
+    trusted = sio.get_untrusted_types(data=sio.dumps(pipeline))
+    example_scores = score(pipeline, input_example)
+    signature = infer_signature(input_example, np.column_stack([1 - example_scores, example_scores]))
+    info = mlflow.sklearn.log_model(
+        pipeline,
+        name="model",
+        serialization_format="skops",
+        skops_trusted_types=trusted,
+        signature=signature,
+        input_example=input_example,
+        pyfunc_predict_fn="predict_proba",
+        registered_model_name=name,
+        metadata=metadata,
+    )
+    version = str(info.registered_model_version)
+    tag_version(version, tags, s, name)
+    return version
+
+
+@contextmanager
+def _bootstrap_lock(s: Settings, name: str) -> Iterator[None]:
+    # several processes (stream, tests, Dagster) may ask at once: only one trains
+    path = s.state_dir / "locks" / f"ml_bootstrap_{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_bootstrap_champion(
+    settings: Settings | None = None, model_name: str | None = None, **sim: Any
+) -> str:
+    """The champion version; when the registry has none, train one on simulated data and promote it.
+
+    Goes through the same training, registry and gate path as every retrain (never a hard-coded scorer).
+    """
+    s = _settings(settings)
+    name = model_name or s.mlflow.model_name
+    version = champion_version(s, name)
+    if version is not None:
+        return version
+    with _bootstrap_lock(s, name):
+        version = champion_version(s, name)
+        if version is not None:
+            return version
+        from ml.data import simulated_history
+        from ml.train import TrainConfig, train
+
+        params = {"seed": 7, "n_customers": 2000, "n_products": 300, "n_merchants": 50, "days": 60, **sim}
+        tx, cb = simulated_history(**params)
+        result = train(
+            tx, cb, TrainConfig(source=f"bootstrap: simulator {params}"), settings=s, model_name=name
+        )
+        if not result.promoted:
+            raise EcomError(
+                f"bootstrap model {name} v{result.version} was not promoted: {result.decision.reason}"
+            )
+        return result.version
