@@ -1,0 +1,71 @@
+{#
+  The Lambda merge, shared by every serving view. Each view inlines it and reads only relations that a
+  batch refresh never drops (sources, incremental facts, the watermark log), so a reader always sees
+  every landed transaction exactly once:
+
+    batch   fct_transactions rows with landed_seq <= W  (W = latest marts.batch_watermark)
+    recent  master.transactions rows after the batch view: landed_seq > W - lookback (late commits) and
+            not already in the batch part
+
+  Both halves are evaluated in one statement, hence one MVCC snapshot, so a batch build running at the
+  same time (appending to fct_transactions, then writing a new watermark) never makes a row appear twice
+  or vanish. The fraud score comes from the speed layer (speed.scored_transactions), joined live so a
+  score committed after the batch build is served too.
+#}
+{% macro serving_transactions_sql() %}
+with watermark as (
+    select coalesce(max(watermark_seq), 0) as seq from {{ ref('batch_watermark') }}
+),
+
+batch as (
+    select
+        f.transaction_id, f.customer_id, f.merchant_id, f.terminal_id, f.device_id, f.event_time,
+        f.currency_code, f.amount, f.payment_method, f.channel, f.device_type, f.ip_country,
+        f.n_line_items, f.landed_at, f.landed_seq, 'batch'::text as served_from
+    from {{ ref('fct_transactions') }} as f
+    where f.landed_seq <= (select seq from watermark)
+),
+
+recent as (
+    select
+        t.transaction_id, t.customer_id, t.merchant_id, t.terminal_id, t.device_id, t.event_time,
+        t.currency::text, t.amount, t.payment_method, t.channel, t.device_type, t.ip_country,
+        jsonb_array_length(t.line_items), t.landed_at, t.landed_seq, 'realtime'::text
+    from {{ source('master', 'transactions') }} as t
+    where t.landed_seq > (select seq from watermark) - {{ var('late_landing_lookback') }}
+      and not exists (
+          select 1 from {{ ref('fct_transactions') }} as f
+          where f.transaction_id = t.transaction_id and f.landed_seq <= (select seq from watermark)
+      )
+),
+
+merged as (
+    select * from batch
+    union all
+    select * from recent
+)
+
+select
+    m.transaction_id,
+    m.customer_id,
+    m.merchant_id,
+    m.terminal_id,
+    m.device_id,
+    m.event_time,
+    m.currency_code,
+    m.amount,
+    m.payment_method,
+    m.channel,
+    m.device_type,
+    m.ip_country,
+    m.n_line_items,
+    s.fraud_score,
+    coalesce(s.is_alert, false) as is_alert,
+    s.model_version,
+    s.committed_at as scored_at,
+    m.served_from,
+    m.landed_at,
+    m.landed_seq
+from merged as m
+left join {{ source('speed', 'scored_transactions') }} as s on s.transaction_id = m.transaction_id
+{% endmacro %}

@@ -1,0 +1,43 @@
+{{ config(indexes=[{'columns': ['customer_sk'], 'unique': True}, {'columns': ['customer_id']}]) }}
+-- Customers, type 2: one row per version from the snapshot, plus one inferred member per customer that
+-- the facts reference but reference.customers does not (late-arriving or unknown customers), so every
+-- fact row joins.
+with versions as (
+    select
+        v.customer_sk,
+        v.customer_id,
+        s.signup_at,
+        s.home_country,
+        s.home_city,
+        s.home_lat,
+        s.home_lon,
+        v.valid_from,
+        v.valid_to,
+        v.version_number,
+        v.is_current,
+        false as is_inferred
+    from {{ ref('int_customer_versions_ranged') }} as v
+    inner join {{ ref('snap_reference__customers') }} as s on s.dbt_scd_id = v.customer_sk
+),
+
+inferred as (
+    select distinct on (f.customer_sk)
+        f.customer_sk,
+        f.customer_id,
+        null::timestamptz as signup_at,
+        null::text as home_country,
+        null::text as home_city,
+        null::double precision as home_lat,
+        null::double precision as home_lon,
+        '-infinity'::timestamptz as valid_from,
+        'infinity'::timestamptz as valid_to,
+        0::bigint as version_number,
+        not exists (select 1 from versions as v where v.customer_id = f.customer_id) as is_current,
+        true as is_inferred
+    from {{ ref('fct_transactions') }} as f
+    where not exists (select 1 from versions as v where v.customer_sk = f.customer_sk)
+)
+
+select * from versions
+union all
+select * from inferred

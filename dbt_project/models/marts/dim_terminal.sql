@@ -1,0 +1,16 @@
+-- Payment terminals / web checkouts (type 1) plus inferred members for terminal ids seen only in the facts.
+with reference as (
+    select terminal_id, merchant_id, terminal_kind, false as is_inferred
+    from {{ ref('stg_reference__terminals') }}
+),
+
+inferred as (
+    select distinct on (f.terminal_id) f.terminal_id, f.merchant_id, null::text, true
+    from {{ ref('fct_transactions') }} as f
+    where not exists (select 1 from reference as r where r.terminal_id = f.terminal_id)
+    order by f.terminal_id, f.event_time
+)
+
+select * from reference
+union all
+select * from inferred

@@ -1,0 +1,85 @@
+{#
+  One row per checkout: the star's central fact. Incremental on landed_seq (the landing order of the
+  append-only master dataset): each run appends the rows landed since the last run. Rows that committed
+  late, below the previous high-water mark, are caught by looking back `late_landing_lookback` positions
+  and skipping what is already here (anti-join on transaction_id), so no row is missed or doubled.
+  customer_sk points at the customer version valid at event time (SCD2, snap_reference__customers), or the
+  customer's first version when the event predates it, or an inferred member when the customer is unknown.
+#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['transaction_id'], 'unique': True},
+            {'columns': ['landed_seq']},
+            {'columns': ['customer_id', 'event_time']},
+            {'columns': ['event_time']},
+        ],
+    )
+}}
+
+with landed as (
+    select t.*
+    from {{ ref('stg_master__transactions') }} as t
+    {% if is_incremental() %}
+    where t.landed_seq > (select coalesce(max(landed_seq), 0) from {{ this }}) - {{ var('late_landing_lookback') }}
+      and not exists (select 1 from {{ this }} as f where f.transaction_id = t.transaction_id)
+    {% endif %}
+),
+
+versions as (
+    select * from {{ ref('int_customer_versions_ranged') }}
+),
+
+version_at_event as (
+    select l.transaction_id, v.customer_sk
+    from landed as l
+    inner join versions as v
+        on v.customer_id = l.customer_id
+        and l.event_time >= v.valid_from
+        and l.event_time < v.valid_to
+),
+
+first_version as (
+    select customer_id, customer_sk from versions where version_number = 1
+),
+
+scores as (
+    select * from {{ ref('stg_speed__scored_transactions') }}
+)
+
+select
+    l.transaction_id,
+    coalesce(vae.customer_sk, fv.customer_sk, {{ inferred_customer_sk('l.customer_id') }}) as customer_sk,
+    l.customer_id,
+    l.merchant_id,
+    l.terminal_id,
+    l.device_id,
+    {{ date_key('l.event_time') }} as date_key,
+    l.payment_method,
+    l.channel,
+    l.device_type,
+    l.event_time,
+    l.currency_code,
+    l.amount,
+    l.n_line_items,
+    l.ip_address,
+    l.ip_country,
+    l.ip_city,
+    l.ip_lat,
+    l.ip_lon,
+    s.fraud_score,
+    s.is_alert,
+    s.model_version,
+    s.scored_at,
+    l.kafka_topic,
+    l.kafka_partition,
+    l.kafka_offset,
+    l.landed_at,
+    l.landed_seq
+from landed as l
+left join version_at_event as vae on vae.transaction_id = l.transaction_id
+left join first_version as fv on fv.customer_id = l.customer_id
+left join scores as s on s.transaction_id = l.transaction_id

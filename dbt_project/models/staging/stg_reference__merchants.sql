@@ -1,0 +1,8 @@
+-- Merchants (sellers / stores).
+select
+    merchant_id,
+    name as merchant_name,
+    category as merchant_category,
+    country as merchant_country,
+    updated_at
+from {{ source('reference', 'merchants') }}

@@ -1,0 +1,10 @@
+-- Product catalogue.
+select
+    product_id,
+    name as product_name,
+    category,
+    brand,
+    price::numeric(14, 2) as list_price,
+    attributes,
+    updated_at
+from {{ source('reference', 'products') }}
