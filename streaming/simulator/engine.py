@@ -67,6 +67,7 @@ HOURLY_CDF = np.cumsum(HOURLY) / HOURLY.sum()
 WEEKLY = np.array([0.92, 0.95, 0.97, 1.0, 1.08, 1.15, 1.05])
 MAX_TZ_EAST_HOURS = 2  # the easternmost home city's offset: bounds how early a local day starts in UTC
 
+HIGH_TICKET = [-1, W.ELECTRONICS, W.FASHION, W.CATEGORY_NAMES.index("home"), W.CATEGORY_NAMES.index("sports")]
 # basket modes
 LEGIT, SMALL_DIGITAL, HIGH_VALUE, BULK = 0, 1, 2, 3
 
@@ -562,7 +563,10 @@ class ShopSimulator:
         if scen == "compromised_terminal":
             # a skimmed / tampered store terminal: for days, cloned cards of customers from elsewhere are
             # charged high amounts at that one terminal
+            # high-ticket stores are the ones worth skimming
             pos = np.flatnonzero(me.terminal_kind == 2)
+            pricey = pos[np.isin(me.category[me.terminal_merchant[pos]], HIGH_TICKET)]
+            pos = pricey if len(pricey) else pos
             term = int(rng.choice(pos)) if len(pos) else int(me.web_terminal[0])
             tcity = int(me.terminal_city[term])
             days = float(rng.uniform(2, 5))

@@ -1,0 +1,252 @@
+"""The edge of the platform: events, chargeback labels and dead letters into Kafka (kafka-python).
+
+Transactions are keyed by customer_id (so one customer's events stay ordered in one partition), JSON
+encoded with orjson, batched (linger + large batches), lz4-compressed, acks=all with retries and the
+idempotent producer (a retried batch is not written twice). What fails the contract at the edge goes
+to the dead-letter topic with the raw payload and the reason, never dropped.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaProducer
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from kafka.partitioner.default import murmur2
+
+from ecom.errors import EcomError
+from ecom.settings import Settings, get_settings
+from streaming.contract import validate_chargeback, validate_transaction
+
+# Producer tuning (measured in docs/events.md): big batches and a short linger let lz4 compress whole
+# batches; acks=all + idempotence make retries safe.
+PRODUCER_CONFIG: dict[str, Any] = {
+    "acks": "all",
+    "enable_idempotence": True,
+    "retries": 10,
+    "linger_ms": 20,
+    "batch_size": 512 * 1024,
+    "compression_type": "lz4",
+    "max_request_size": 8 * 1024 * 1024,
+    "max_block_ms": 10_000,
+    "request_timeout_ms": 30_000,
+    "bootstrap_timeout_ms": 5_000,  # an unreachable broker fails in seconds, not 30 s
+}
+
+
+def partition_for_key(key: bytes, n_partitions: int) -> int:
+    """Kafka's default (murmur2) partition of a key: the same choice the Java client and Spark make."""
+    return (murmur2(key) & 0x7FFFFFFF) % n_partitions
+
+
+@dataclass
+class ProduceStats:
+    events: int = 0
+    fraud_events: int = 0
+    labels: int = 0
+    dead_letters: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "errors"} | {"errors": self.errors[:5]}
+
+
+def dead_letter_record(raw: Any, reason: str, source: str, line: int | None = None) -> dict[str, Any]:
+    """The dead-letter payload: the raw input as it came, why it was refused, and where it came from."""
+    return {
+        "raw": raw,
+        "reason": reason,
+        "source": source,
+        "line": line,
+        "dead_lettered_at": datetime.now(UTC).isoformat(),
+    }
+
+
+class EventProducer:
+    """Produces to the transactions, labels and dead-letter topics; topics default to the settings."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        topic: str | None = None,
+        labels_topic: str | None = None,
+        dead_letter_topic: str | None = None,
+        validate: str = "sample",
+        sample_every: int = 997,
+        **overrides: Any,
+    ) -> None:
+        s = settings or get_settings()
+        self.bootstrap = s.kafka.bootstrap_servers
+        self.topic = topic or s.kafka.topic_transactions
+        self.labels_topic = labels_topic or s.kafka.topic_labels
+        self.dead_letter_topic = dead_letter_topic or s.kafka.topic_dead_letter
+        if validate not in ("all", "sample", "none"):
+            raise EcomError(f"validate must be all, sample or none, not {validate!r}")
+        self.validate = validate
+        self.sample_every = max(1, sample_every)
+        self.stats = ProduceStats()
+        self._partition_cache: dict[tuple[str, bytes], int] = {}
+        self._n_partitions: dict[str, int] = {}
+        self._count = 0
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap.split(","),
+                client_id="ecom-generator",
+                **(PRODUCER_CONFIG | overrides),
+            )
+        except (KafkaTimeoutError, KafkaConnectionError) as exc:
+            raise EcomError(
+                f"Kafka broker not reachable at {self.bootstrap} ({type(exc).__name__}); "
+                "start the local stack with `ecom up` (or set ECOM_KAFKA_BOOTSTRAP)"
+            ) from exc
+        for t in {self.topic, self.labels_topic, self.dead_letter_topic}:
+            self._partitions(t)
+
+    def _partitions(self, topic: str) -> int:
+        n = self._n_partitions.get(topic)
+        if n is None:
+            try:
+                parts = self._producer.partitions_for(topic)
+            except KafkaTimeoutError as exc:
+                raise EcomError(
+                    f"Kafka topic {topic!r} not found on {self.bootstrap}; create it (`ecom up` creates the "
+                    "default topics) or pass an existing one with --topic/--labels-topic"
+                ) from exc
+            n = self._n_partitions[topic] = len(parts)
+        return n
+
+    def _partition(self, topic: str, key: bytes) -> int:
+        # murmur2 is pure Python: compute it once per (topic, customer), not once per event
+        cache_key = (topic, key)
+        p = self._partition_cache.get(cache_key)
+        if p is None:
+            p = self._partition_cache[cache_key] = partition_for_key(key, self._partitions(topic))
+        return p
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.stats.failed += 1
+        if len(self.stats.errors) < 20:
+            self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def send_events(self, events: Iterable[dict[str, Any]], fraud_ids: set[str] | None = None) -> int:
+        """Validate (per the `validate` policy), encode and send; invalid events go to the dead letters."""
+        sent = 0
+        topic = self.topic
+        send = self._producer.send
+        dumps = orjson.dumps
+        check = self.validate
+        every = self.sample_every
+        for ev in events:
+            self._count += 1
+            if check == "all" or (check == "sample" and self._count % every == 0):
+                errors = validate_transaction(ev)
+                if errors:
+                    self.send_dead_letter(ev, "; ".join(errors), source="producer")
+                    continue
+            key = str(ev["customer_id"]).encode()
+            fut = send(topic, dumps(ev), key=key, partition=self._partition(topic, key))
+            fut.add_errback(self._on_error)
+            sent += 1
+            if fraud_ids and ev["transaction_id"] in fraud_ids:
+                self.stats.fraud_events += 1
+        self.stats.events += sent
+        return sent
+
+    def send_labels(self, labels: Iterable[dict[str, Any]]) -> int:
+        sent = 0
+        for label in labels:
+            errors = validate_chargeback(label)
+            if errors:
+                self.send_dead_letter(label, "chargeback: " + "; ".join(errors), source="labels")
+                continue
+            key = str(label["customer_id"]).encode()
+            self._producer.send(self.labels_topic, orjson.dumps(label), key=key).add_errback(self._on_error)
+            sent += 1
+        self.stats.labels += sent
+        return sent
+
+    def send_dead_letter(self, raw: Any, reason: str, source: str, line: int | None = None) -> None:
+        record = dead_letter_record(raw, reason, source, line)
+        key = None
+        if isinstance(raw, dict) and raw.get("customer_id") not in (None, ""):
+            key = str(raw["customer_id"]).encode()
+        value = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+        self._producer.send(self.dead_letter_topic, value, key=key).add_errback(self._on_error)
+        self.stats.dead_letters += 1
+
+    def flush(self, timeout: float | None = 60) -> None:
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaError as exc:
+            raise EcomError(f"Kafka at {self.bootstrap} did not acknowledge in {timeout}s: {exc}") from exc
+        if self.stats.failed:
+            raise EcomError(
+                f"{self.stats.failed} records were not acknowledged by {self.bootstrap} "
+                f"(first: {self.stats.errors[0]}); check `ecom status` and rerun"
+            )
+
+    def close(self, timeout: float = 30) -> None:
+        self._producer.close(timeout=timeout)
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def quiet_gc() -> None:
+    """Producing allocates millions of short-lived dicts; freeze the long-lived heap (the simulated
+    world) so the cyclic collector stops rescanning it (~15% faster generation, measured)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
+class LabelOutbox:
+    """Chargebacks that are not due yet (reported_at in the future), kept on disk until they are.
+
+    The history clock produces labels reported after 'now' and the live clock produces labels days
+    ahead; both wait here and every later `ecom generate` publishes the ones that have come due.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._new: list[dict[str, Any]] = []
+
+    @classmethod
+    def default(cls, settings: Settings | None = None) -> LabelOutbox:
+        s = settings or get_settings()
+        return cls(s.state_dir / "generator" / "pending_labels.jsonl")
+
+    def add(self, label: dict[str, Any]) -> None:
+        self._new.append(label)
+
+    def pending(self) -> list[dict[str, Any]]:
+        out = []
+        if self.path.exists():
+            for line in self.path.read_bytes().splitlines():
+                if line.strip():
+                    out.append(orjson.loads(line))
+        return out + self._new
+
+    def release_due(self, now: datetime | None = None) -> tuple[list[dict[str, Any]], int]:
+        """(labels due now, sorted by reported_at; how many stay pending on disk)."""
+        now = now or datetime.now(UTC)
+        due, keep = [], []
+        for label in self.pending():
+            (due if datetime.fromisoformat(label["reported_at"]) <= now else keep).append(label)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in keep))
+        tmp.replace(self.path)
+        self._new = []
+        due.sort(key=lambda x: x["reported_at"])
+        return due, len(keep)
