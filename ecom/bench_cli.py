@@ -11,6 +11,7 @@ import argparse
 import importlib
 
 BENCH_MODULES = [
+    "ecom.stack_bench",
     "streaming.bench",
     "streaming.bench_stream",
     "ml.bench",

@@ -27,3 +27,10 @@ def stack(settings: Settings):
     yield settings
     if not already_up and os.environ.get("ECOM_KEEP_STACK") != "1":
         stack_mod.down(settings, progress=lambda msg: print(f"[stack] {msg}"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test marked `stack` gets the shared stack, even if it does not ask for the fixture by name."""
+    for item in items:
+        if item.get_closest_marker("stack") and "stack" not in item.fixturenames:
+            item.fixturenames.append("stack")
