@@ -1,8 +1,8 @@
 """`ecom metabase check-sql`: run every card's SQL against the platform Postgres, as Metabase would run it.
 
 Each card runs in its own read-only transaction with its template tags filled from their defaults (or values
-given by the caller) as bound parameters, then is rolled back. A card fails when its SQL errors, or when the result
-lacks a column its visualization needs (`CardSpec.columns`); optionally also when it returns no rows.
+given by the caller) as bound parameters, then is rolled back. A card fails when its SQL errors, or when the
+result lacks a column its visualization needs (`CardSpec.columns`); optionally also when it returns no rows.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def check_specs(
     require_rows: bool = False,
     conn: psycopg.Connection | None = None,
 ) -> list[CardCheck]:
-    """Check every card of every spec; `values` (tag -> value) override defaults wherever a card has that tag."""
+    """Check every card of every spec; `values` (tag -> value) override defaults where a card has that tag."""
     own = conn is None
     if conn is None:
         conn = psycopg.connect(settings.postgres.dsn(), connect_timeout=5)

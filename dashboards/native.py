@@ -36,9 +36,9 @@ def _coerce(value: Any, tag_type: str, tag: str) -> Any:
 def render(card: CardSpec, values: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """SQL text with `%(tag)s` placeholders and the parameter dict for psycopg.
 
-    `values` maps tag name -> value; a tag without a value falls back to its spec default, and an optional clause
-    whose tags have no value at all is dropped (Metabase's `[[ ]]` semantics). A required tag without a value is an
-    error, as in Metabase.
+    `values` maps tag name -> value; a tag without a value falls back to its spec default, and an optional
+    clause whose tags have no value at all is dropped (Metabase's `[[ ]]` semantics). A required tag without a
+    value is an error, as in Metabase.
     """
     given = dict(values or {})
     tags = {t.name: t for t in card.template_tags}

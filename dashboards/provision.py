@@ -8,11 +8,12 @@ Three layers, so the logic is testable without a server:
   differs (a second run writes nothing) or, in a dry run, only reporting it.
 
 API facts this relies on (Metabase >= 0.47, checked against metabase/metabase `src/metabase/*/api.clj`):
-`GET /api/session/properties` exposes `setup-token` and `has-user-setup`; `POST /api/setup` creates the first admin
-and returns a session id; `POST /api/session` -> `{"id"}`, sent back as `X-Metabase-Session`; API keys go in
-`x-api-key`; dashcards are replaced as a whole by `PUT /api/dashboard/:id` with `dashcards` (negative ids create,
-omitted ids are deleted -- so an empty list wipes a dashboard and is never sent); `POST /api/dashboard/:id/cards` is
-gone. Auto-refresh is not stored server-side: it lives in the dashboard URL fragment (`#refresh=60`).
+`GET /api/session/properties` exposes `setup-token` and `has-user-setup`; `POST /api/setup` creates the
+first admin and returns a session id; `POST /api/session` -> `{"id"}`, sent back as `X-Metabase-Session`;
+API keys go in `x-api-key`; dashcards are replaced as a whole by `PUT /api/dashboard/:id` with `dashcards`
+(negative ids create, omitted ids are deleted -- so an empty list wipes a dashboard and is never sent);
+`POST /api/dashboard/:id/cards` is gone. Auto-refresh is not stored server-side: it lives in the dashboard
+URL fragment (`#refresh=60`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class MetabaseError(EcomError):
         self.status = status
 
 
-# ----------------------------------------------------------------------------------------------- payloads (pure)
+# ------------------------------------------------------------------------------------------ payloads (pure)
 
 
 def stable_id(*parts: str) -> str:
@@ -183,7 +184,7 @@ def _num_equal(a: Any, b: Any) -> bool:
 
 
 def diff(desired: Any, actual: Any, path: str = "") -> dict[str, tuple[Any, Any]]:
-    """Differences as {path: (actual, desired)}. Dicts compare only the keys we set (Metabase adds its own)."""
+    """Differences as {path: (actual, desired)}; dicts compare only the keys we set (Metabase adds more)."""
     if isinstance(desired, dict):
         if not isinstance(actual, dict):
             return {path or "value": (actual, desired)}
@@ -211,8 +212,9 @@ def plan_dashcards(
 ) -> tuple[list[dict[str, Any]], dict[str, tuple[Any, Any]]]:
     """The full dashcard list to PUT (existing ids kept, new ones negative) and what differs.
 
-    Matching is by card: one dashcard per card. Existing dashcards whose card is no longer in the spec are left out
-    of the list, which is how Metabase deletes them. The list is never empty (that would wipe the dashboard).
+    Matching is by card: one dashcard per card. Existing dashcards whose card is no longer in the spec are
+    left out of the list, which is how Metabase deletes them. The list is never empty (that would wipe the
+    dashboard).
     """
     if not desired:
         raise MetabaseError(
@@ -402,7 +404,8 @@ class MetabaseClient:
         except MetabaseError as exc:
             if exc.status in (400, 401):
                 raise MetabaseError(
-                    f"Metabase at {self.url} rejected the login of METABASE_USER={user!r}: wrong user or password; "
+                    f"Metabase at {self.url} rejected the login of METABASE_USER={user!r}: wrong user or "
+                    "password; "
                     "fix METABASE_USER/METABASE_PASSWORD",
                     status=exc.status,
                 ) from None
@@ -416,7 +419,8 @@ class MetabaseClient:
         except MetabaseError as exc:
             if exc.status in (401, 403):
                 raise MetabaseError(
-                    f"Metabase at {self.url} rejected METABASE_API_KEY; create a key under Admin > Settings > "
+                    f"Metabase at {self.url} rejected METABASE_API_KEY; create a key under Admin > "
+                    "Settings > "
                     "Authentication > API keys and set METABASE_API_KEY"
                 ) from None
             raise
@@ -475,7 +479,7 @@ class ProvisionResult:
 
 
 class Reconciler:
-    """Brings one Metabase in line with the specs. In a dry run it reads, compares and reports, and never writes."""
+    """Brings one Metabase in line with the specs; a dry run reads, compares and reports, and never writes."""
 
     def __init__(self, client: MetabaseClient, settings: Settings, dry_run: bool = False, sync: bool = False):
         self.client = client

@@ -4,9 +4,9 @@ A spec is the whole truth about one Metabase dashboard: its name, its filters (d
 cards (native SQL, visualization, layout, and which filter feeds which template tag). Everything here is pure:
 reading files and checking them, no HTTP and no database, so the provisioner and `check-sql` share one model.
 
-User input never reaches SQL text: a filter value travels as a Metabase template-tag variable, which Metabase (and
-`check-sql`) bind as a query parameter. The loader enforces that every `{{tag}}` in the SQL is declared and every
-declared tag is used, so a spec cannot smuggle a value into the text.
+User input never reaches SQL text: a filter value travels as a Metabase template-tag variable, which Metabase
+(and `check-sql`) bind as a query parameter. The loader checks that every `{{tag}}` in the SQL is declared and
+every declared tag is used, so a spec cannot smuggle a value into the text.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def sql_tags(sql: str) -> list[str]:
 
 def _check_optional_brackets(sql: str) -> bool:
     depth = 0
-    for i, ch in enumerate(sql):
+    for i in range(len(sql)):
         if sql.startswith("[[", i):
             depth += 1
             if depth > 1:
@@ -241,7 +241,8 @@ def parse_dashboard(raw: Any, key: str, source: Path | None = None) -> Dashboard
     name = _req(raw, "name", where)
     raw_cards = raw.get("cards") or []
     if not raw_cards:
-        # an empty dashcard list wipes a Metabase dashboard: a spec without cards is refused, never provisioned
+        # an empty dashcard list wipes a Metabase dashboard: a spec without cards is refused, never
+        # provisioned
         raise SpecError(f"{where}: a dashboard needs at least one card")
     cards = tuple(parse_card(c, where) for c in raw_cards)
     names = [c.name for c in cards]
@@ -271,7 +272,8 @@ def parse_dashboard(raw: Any, key: str, source: Path | None = None) -> Dashboard
             ttype = next(t.type for t in c.template_tags if t.name == tag_name)
             if ttype not in PARAMETER_TYPES[ptype][1]:
                 raise SpecError(
-                    f"{where} card '{c.name}': parameter '{slug}' ({ptype}) cannot feed {ttype} tag '{tag_name}'"
+                    f"{where} card '{c.name}': parameter '{slug}' ({ptype}) cannot feed {ttype} tag "
+                    f"'{tag_name}'"
                 )
     refresh = raw.get("auto_refresh_seconds")
     if refresh is not None and (not isinstance(refresh, int) or refresh <= 0):

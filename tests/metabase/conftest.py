@@ -6,10 +6,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from metabase_double import DoubleServer
 
 from dashboards.spec import load_specs
 from ecom.settings import Settings, get_settings
-from metabase_double import DoubleServer
 
 ADMIN = "admin@ecom.example"
 ADMIN_PASSWORD = "s3cret-pass-42"

@@ -1,13 +1,14 @@
 """A stateful double of the Metabase REST API, served over real HTTP on 127.0.0.1 in a thread.
 
-Metabase itself cannot run on our machines, so the provisioning exchange is tested against this: it keeps users,
-sessions, API keys, databases, collections, cards and dashboards (with dashcards) in memory and validates request
-bodies the way Metabase's endpoint schemas do (metabase/metabase `src/metabase/{setup,session,warehouses,
-collections,queries,dashboards}/api.clj`): 401 `Unauthenticated` without a valid session or API key, 400 with
-`{"errors": {field: message}}` for a missing or ill-typed required field, 403 for a second setup, 404 for unknown
-objects and for routes that do not exist (such as the removed `POST /api/dashboard/:id/cards`). `PUT
-/api/dashboard/:id` with `dashcards` replaces the dashboard's cards as Metabase does: negative ids create, omitted
-ids are deleted, so an empty list wipes the dashboard (recorded in `wipes`).
+Metabase itself cannot run on our machines, so the provisioning exchange is tested against this: it keeps
+users, sessions, API keys, databases, collections, cards and dashboards (with dashcards) in memory and
+validates request bodies the way Metabase's endpoint schemas do (metabase/metabase
+`src/metabase/{setup,session,warehouses,collections,queries,dashboards}/api.clj`): 401 `Unauthenticated`
+without a valid session or API key, 400 with `{"errors": {field: message}}` for a missing or ill-typed
+required field, 403 for a second setup, 404 for unknown objects and for routes that do not exist (such as the
+removed `POST /api/dashboard/:id/cards`). `PUT /api/dashboard/:id` with `dashcards` replaces the dashboard's
+cards as Metabase does: negative ids create, omitted ids are deleted, so an empty list wipes the dashboard
+(recorded in `wipes`).
 """
 
 from __future__ import annotations
@@ -270,7 +271,8 @@ class MetabaseDouble:
         if s.users:
             raise ApiError(
                 403,
-                "The /api/setup route can only be used to create the first user, however a user currently exists.",
+                "The /api/setup route can only be used to create the first user, however a user currently "
+                "exists.",
             )
         s.users[user["email"].lower()] = password
         sid = str(uuid.uuid4())
@@ -529,7 +531,8 @@ def _make_handler(double: MetabaseDouble):
 
         def setup(self) -> None:
             super().setup()
-            # headers and body go out in two writes: without NODELAY, Nagle + delayed ACK add ~40 ms per request
+            # headers and body go out in two writes: without NODELAY, Nagle + delayed ACK add ~40 ms per
+            # request
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def _serve(self, method: str) -> None:

@@ -1,4 +1,4 @@
-"""The provisioning exchange against the stateful Metabase API double: setup, auth, idempotency, edits, no-wipe."""
+"""The provisioning exchange against the stateful Metabase API double: setup, auth, idempotency, no-wipe."""
 
 from __future__ import annotations
 

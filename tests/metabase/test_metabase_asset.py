@@ -1,0 +1,53 @@
+"""The Dagster asset ["metabase","dashboards"]: lineage from the specs; materializing it on the double."""
+
+from __future__ import annotations
+
+import dagster as dg
+from conftest import ADMIN, ADMIN_PASSWORD
+
+from orchestration.defs.metabase import (
+    METABASE_DASHBOARDS,
+    MetabaseResource,
+    metabase_dashboards,
+    upstream_keys,
+)
+
+
+def test_upstream_keys_come_from_the_spec_sql(specs):
+    keys = {k.to_user_string() for k in upstream_keys(specs)}
+    sql = "\n".join(c.sql for s in specs for c in s.cards)
+    for key in keys:
+        assert key.replace("/", ".") in sql
+    # the serving layer and the analytics outputs feed the dashboards
+    assert {"serving/transactions", "serving/fraud_alerts", "analytics/rfm_segments"} <= keys
+
+
+def test_asset_is_in_the_code_location_downstream_of_serving():
+    from orchestration.definitions import build_definitions
+
+    graph = build_definitions().resolve_asset_graph()
+    parents = graph.get(METABASE_DASHBOARDS).parent_keys
+    assert dg.AssetKey(["serving", "transactions"]) in parents
+    assert dg.AssetKey(["marts", "fct_order_lines"]) in parents
+
+
+def test_materialize_provisions_and_is_idempotent(double):
+    resource = MetabaseResource(url=double.url, user=ADMIN, password=ADMIN_PASSWORD)
+    first = dg.materialize([metabase_dashboards], resources={"metabase": resource})
+    assert first.success
+    meta = first.asset_materializations_for_node(metabase_dashboards.op.name)[0].metadata
+    assert meta["changed_objects"].value > 0
+    assert len(double.state.dashboards) == 5
+    mark = len(double.state.log)
+    second = dg.materialize([metabase_dashboards], resources={"metabase": resource})
+    meta = second.asset_materializations_for_node(metabase_dashboards.op.name)[0].metadata
+    assert meta["changed_objects"].value == 1  # only the requested schema sync (config sync=True)
+    assert [(w.method, w.path.split("/")[-1]) for w in double.state.writes(mark)] == [("POST", "sync_schema")]
+
+
+def test_materialize_fails_with_the_one_line_reason(double):
+    resource = MetabaseResource(url=double.url, user="", password="")
+    result = dg.materialize([metabase_dashboards], resources={"metabase": resource}, raise_on_error=False)
+    assert not result.success
+    failure = result.failure_data_for_node(metabase_dashboards.op.name)
+    assert "not set up yet" in failure.error.message or "not set up yet" in str(failure.user_failure_data)
