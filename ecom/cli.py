@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "expectations.cli",
     "dashboards.cli",
     "ecom.bench_cli",
+    "ecom.demo",
 ]
 
 
@@ -34,7 +35,9 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="ecom", description="ecom-lambda: Lambda-architecture e-commerce data platform")
+    parser = OneLineParser(
+        prog="ecom", description="ecom-lambda: Lambda-architecture e-commerce data platform"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMAND_MODULES:
         try:

@@ -13,7 +13,9 @@ from ecom.settings import Settings, get_settings
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 
-def connect(settings: Settings | None = None, db: str | None = None, autocommit: bool = False) -> psycopg.Connection:
+def connect(
+    settings: Settings | None = None, db: str | None = None, autocommit: bool = False
+) -> psycopg.Connection:
     s = settings or get_settings()
     return psycopg.connect(s.postgres.dsn(db), autocommit=autocommit, connect_timeout=5)
 

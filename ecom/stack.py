@@ -181,8 +181,12 @@ class Service:
         self.pid_file.unlink(missing_ok=True)
 
     def status(self) -> dict[str, object]:
-        return {"name": self.name, "url": self.url, "pid": self.pid() if self.running() else None,
-                "healthy": self.healthy()}
+        return {
+            "name": self.name,
+            "url": self.url,
+            "pid": self.pid() if self.running() else None,
+            "healthy": self.healthy(),
+        }
 
 
 class Postgres(Service):
@@ -259,11 +263,21 @@ class Postgres(Service):
         pwfile.chmod(0o600)
         try:
             out = subprocess.run(
-                self._as_owner([
-                    str(self.pg.bin_dir / "initdb"), "-D", str(self.pg.data_dir), "-U", self.pg.user,
-                    f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
-                    "--no-locale",
-                ]),
+                self._as_owner(
+                    [
+                        str(self.pg.bin_dir / "initdb"),
+                        "-D",
+                        str(self.pg.data_dir),
+                        "-U",
+                        self.pg.user,
+                        f"--pwfile={pwfile}",
+                        "--auth-local=trust",
+                        "--auth-host=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--no-locale",
+                    ]
+                ),
                 capture_output=True,
                 text=True,
             )
@@ -298,23 +312,45 @@ class Postgres(Service):
             )
         self.prepare()
         out = subprocess.run(
-            self._as_owner([
-                str(self.pg.bin_dir / "pg_ctl"), "-D", str(self.pg.data_dir), "-l", str(self.log_file),
-                "-w", "-t", "60", "start",
-            ]),
+            self._as_owner(
+                [
+                    str(self.pg.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.pg.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
             capture_output=True,
             text=True,
             preexec_fn=_restore_default_signals,  # noqa: PLW1509
         )
         if out.returncode != 0:
-            raise EcomError(f"postgres: did not start ({out.stdout.strip()[-200:]}); see its log: {self.log_file}")
+            raise EcomError(
+                f"postgres: did not start ({out.stdout.strip()[-200:]}); see its log: {self.log_file}"
+            )
 
     def stop(self) -> None:
         if not self.running():
             return
         subprocess.run(
-            self._as_owner([str(self.pg.bin_dir / "pg_ctl"), "-D", str(self.pg.data_dir), "-m", "fast", "-w",
-                            "-t", "60", "stop"]),
+            self._as_owner(
+                [
+                    str(self.pg.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.pg.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                    "stop",
+                ]
+            ),
             capture_output=True,
         )
         pid = self.pid()
@@ -347,10 +383,14 @@ class Kafka(Service):
 
     def check_prerequisites(self) -> None:
         if not shutil.which("java"):
-            raise EcomError("kafka: Java not found on PATH; install OpenJDK 17 (apt-get install openjdk-17-jre-headless)")
+            raise EcomError(
+                "kafka: Java not found on PATH; install OpenJDK 17 (apt-get install openjdk-17-jre-headless)"
+            )
         jars = self.settings.jars_dir / "kafka"
         if not any(jars.glob("kafka_2.13-*.jar")):
-            raise EcomError(f"kafka: broker jars missing in {jars}; run `make bootstrap` (Maven resolves them)")
+            raise EcomError(
+                f"kafka: broker jars missing in {jars}; run `make bootstrap` (Maven resolves them)"
+            )
 
     def healthy(self) -> bool:
         if not port_open(self.host, self.port):
@@ -358,8 +398,11 @@ class Kafka(Service):
         try:
             from kafka import KafkaAdminClient
 
-            admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap_servers,
-                                     request_timeout_ms=3000, client_id="ecom-health")
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.settings.kafka.bootstrap_servers,
+                request_timeout_ms=3000,
+                client_id="ecom-health",
+            )
             try:
                 admin.list_topics()
             finally:
@@ -372,44 +415,56 @@ class Kafka(Service):
         cp = str(self.settings.jars_dir / "kafka" / "*")
         log4j = self.settings.repo_root / "stack" / "kafka" / "log4j2.properties"
         return [
-            "java", f"-Xmx{heap}", "-Xms128m", "-XX:+UseG1GC",
-            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
-            f"-Dkafka.logs.dir={self.settings.logs_dir}", "-cp", cp, main, *args,
+            "java",
+            f"-Xmx{heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}",
+            f"-Dkafka.logs.dir={self.settings.logs_dir}",
+            "-cp",
+            cp,
+            main,
+            *args,
         ]
 
     def prepare(self) -> None:
         k = self.settings.kafka
         self.root.mkdir(parents=True, exist_ok=True)
         self.properties_file.write_text(
-            "\n".join([
-                "# generated by ecom up from ecom/settings.py; edit settings, not this file",
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@{self.host}:{k.controller_port}",
-                f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{k.controller_port}",
-                f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                f"log.dirs={self.root / 'data'}",
-                f"num.partitions={k.partitions}",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=6",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "log.retention.hours=168",
-                "message.max.bytes=10485760",
-                "",
-            ])
+            "\n".join(
+                [
+                    "# generated by ecom up from ecom/settings.py; edit settings, not this file",
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{self.host}:{k.controller_port}",
+                    f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{k.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={self.root / 'data'}",
+                    f"num.partitions={k.partitions}",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=6",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "log.retention.hours=168",
+                    "message.max.bytes=10485760",
+                    "",
+                ]
+            )
         )
         if (self.root / "data" / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         out = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties_file)),
+            self._java(
+                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties_file)
+            ),
             capture_output=True,
             text=True,
             cwd=self.settings.repo_root,
@@ -424,7 +479,9 @@ class Kafka(Service):
         ensure_topics(self.settings)
 
 
-def ensure_topics(settings: Settings, names: list[str] | None = None, partitions: int | None = None) -> list[str]:
+def ensure_topics(
+    settings: Settings, names: list[str] | None = None, partitions: int | None = None
+) -> list[str]:
     """Create the platform topics (or `names`) if missing; returns the ones created."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -439,8 +496,14 @@ def ensure_topics(settings: Settings, names: list[str] | None = None, partitions
         if missing:
             try:
                 admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions or k.partitions, replication_factor=k.replication_factor)
-                     for t in missing]
+                    [
+                        NewTopic(
+                            t,
+                            num_partitions=partitions or k.partitions,
+                            replication_factor=k.replication_factor,
+                        )
+                        for t in missing
+                    ]
                 )
             except TopicAlreadyExistsError:
                 pass
@@ -463,11 +526,19 @@ class Mlflow(Service):
         s = self.settings
         s.mlflow.artifacts_dir.mkdir(parents=True, exist_ok=True)
         return [
-            str(s.venv_bin / "mlflow"), "server",
-            "--host", self.host, "--port", str(self.port),
-            "--backend-store-uri", s.postgres.url(s.postgres.mlflow_db, driver="psycopg"),
-            "--serve-artifacts", "--artifacts-destination", str(s.mlflow.artifacts_dir),
-            "--workers", "1",
+            str(s.venv_bin / "mlflow"),
+            "server",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            s.postgres.url(s.postgres.mlflow_db, driver="psycopg"),
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(s.mlflow.artifacts_dir),
+            "--workers",
+            "1",
         ]
 
 
@@ -493,8 +564,13 @@ class DagsterWebserver(DagsterProcess):
 
     def command(self) -> list[str]:
         return [
-            str(self.settings.venv_bin / "dagster-webserver"), "-h", self.host, "-p", str(self.port),
-            "-w", str(self.settings.repo_root / "workspace.yaml"),
+            str(self.settings.venv_bin / "dagster-webserver"),
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-w",
+            str(self.settings.repo_root / "workspace.yaml"),
         ]
 
 
@@ -520,15 +596,24 @@ class DagsterDaemon(DagsterProcess):
         self.settings.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(  # noqa: S603
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.settings.repo_root, env=self.env(), start_new_session=True,
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.settings.repo_root,
+                env=self.env(),
+                start_new_session=True,
                 preexec_fn=_restore_default_signals,  # noqa: PLW1509
             )
         self.pid_file.write_text(f"{proc.pid}\n")
 
     def command(self) -> list[str]:
-        return [str(self.settings.venv_bin / "dagster-daemon"), "run",
-                "-w", str(self.settings.repo_root / "workspace.yaml")]
+        return [
+            str(self.settings.venv_bin / "dagster-daemon"),
+            "run",
+            "-w",
+            str(self.settings.repo_root / "workspace.yaml"),
+        ]
 
 
 def daemon_heartbeat_ok(settings: Settings, max_age_s: float = 120.0) -> bool:
@@ -536,9 +621,7 @@ def daemon_heartbeat_ok(settings: Settings, max_age_s: float = 120.0) -> bool:
     import psycopg
 
     with psycopg.connect(settings.postgres.dsn(settings.postgres.dagster_db), connect_timeout=2) as conn:
-        row = conn.execute(
-            "SELECT extract(epoch FROM max(timestamp)) FROM daemon_heartbeats"
-        ).fetchone()
+        row = conn.execute("SELECT extract(epoch FROM max(timestamp)) FROM daemon_heartbeats").fetchone()
     if not row or row[0] is None:
         return False
     # daemon_heartbeats.timestamp is naive UTC
@@ -580,10 +663,15 @@ def ensure_dbt_manifest(settings: Settings) -> None:
         return
     out = subprocess.run(
         [str(settings.venv_bin / "python"), "-m", "orchestration.prepare"],
-        cwd=settings.repo_root, env={**os.environ, **service_env(settings)}, capture_output=True, text=True,
+        cwd=settings.repo_root,
+        env={**os.environ, **service_env(settings)},
+        capture_output=True,
+        text=True,
     )
     if out.returncode != 0:
-        raise EcomError(f"dagster: preparing the dbt manifest failed: {(out.stderr or out.stdout).strip()[-300:]}")
+        raise EcomError(
+            f"dagster: preparing the dbt manifest failed: {(out.stderr or out.stdout).strip()[-300:]}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -51,15 +51,17 @@ def run(runs: int = 3, idle_s: float = 15.0) -> dict[str, object]:
     state = REPO_ROOT / ".local" / "bench-stack" / uuid.uuid4().hex[:8]
     state.mkdir(parents=True)
     saved = dict(os.environ)
-    os.environ.update({
-        "ECOM_STATE_DIR": str(state),
-        "ECOM_PG_PORT": str(_free_port()),
-        "ECOM_KAFKA_BOOTSTRAP": f"127.0.0.1:{_free_port()}",
-        "ECOM_KAFKA_CONTROLLER_PORT": str(_free_port()),
-        "ECOM_MLFLOW_PORT": str(_free_port()),
-        "ECOM_DAGSTER_PORT": str(_free_port()),
-        "DAGSTER_HOME": str(state / "dagster"),
-    })
+    os.environ.update(
+        {
+            "ECOM_STATE_DIR": str(state),
+            "ECOM_PG_PORT": str(_free_port()),
+            "ECOM_KAFKA_BOOTSTRAP": f"127.0.0.1:{_free_port()}",
+            "ECOM_KAFKA_CONTROLLER_PORT": str(_free_port()),
+            "ECOM_MLFLOW_PORT": str(_free_port()),
+            "ECOM_DAGSTER_PORT": str(_free_port()),
+            "DAGSTER_HOME": str(state / "dagster"),
+        }
+    )
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("ECOM_PG_PASSWORD", None)
     s = load_settings()
@@ -99,13 +101,17 @@ def _main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"cold up: {result['cold_up_s']} s; warm up (median of {args.runs}): {result['warm_up_s_median']} s; "
-              f"idle memory (median): {result['idle_memory_mb_median']} MB {result['idle_memory_mb_by_service_last']}")
+        print(
+            f"cold up: {result['cold_up_s']} s; warm up (median of {args.runs}): {result['warm_up_s_median']} s; "
+            f"idle memory (median): {result['idle_memory_mb_median']} MB {result['idle_memory_mb_by_service_last']}"
+        )
     return 0
 
 
 def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
-    p = bench_subparsers.add_parser("stack", help="time `up` to all-healthy and measure the idle stack's memory")
+    p = bench_subparsers.add_parser(
+        "stack", help="time `up` to all-healthy and measure the idle stack's memory"
+    )
     p.add_argument("--runs", type=int, default=3, help="warm restarts to take the median over (default 3)")
     p.add_argument("--idle", type=float, default=15.0, help="seconds to idle before measuring memory")
     p.add_argument("--json", action="store_true")

@@ -44,10 +44,14 @@ def _print_table(statuses: list[dict]) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("up", help="start the local stack (Postgres, Kafka, MLflow, Dagster) and wait until healthy")
+    p = subparsers.add_parser(
+        "up", help="start the local stack (Postgres, Kafka, MLflow, Dagster) and wait until healthy"
+    )
     p.set_defaults(func=_up)
     p = subparsers.add_parser("down", help="stop everything `ecom up` started")
     p.set_defaults(func=_down)
-    p = subparsers.add_parser("status", help="health of every local service (exit 0 only when all are healthy)")
+    p = subparsers.add_parser(
+        "status", help="health of every local service (exit 0 only when all are healthy)"
+    )
     p.add_argument("--json", action="store_true", help='print {"services": [{"name","url","pid","healthy"}]}')
     p.set_defaults(func=_status)

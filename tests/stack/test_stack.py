@@ -48,7 +48,9 @@ def test_master_dataset_is_append_only(stack):
             (f"append-only-{uuid.uuid4()}",),
         )
         with pytest.raises(Exception, match="append-only"):
-            conn.execute("UPDATE master.transactions SET amount = 2 WHERE customer_id = 'C' AND kafka_topic = 't'")
+            conn.execute(
+                "UPDATE master.transactions SET amount = 2 WHERE customer_id = 'C' AND kafka_topic = 't'"
+            )
     finally:
         conn.rollback()
         conn.close()
@@ -63,8 +65,11 @@ def test_message_round_trips_through_kafka(stack):
     producer.send(topic, key=b"C1", value=b"hello").get(timeout=30)
     producer.close()
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=stack.kafka.bootstrap_servers, auto_offset_reset="earliest",
-        consumer_timeout_ms=15000, group_id=f"t-{uuid.uuid4().hex[:6]}",
+        topic,
+        bootstrap_servers=stack.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=15000,
+        group_id=f"t-{uuid.uuid4().hex[:6]}",
     )
     values = [(m.key, m.value) for m in consumer]
     consumer.close()
@@ -114,21 +119,28 @@ def test_dagster_graphql_answers_with_the_loaded_definitions(stack):
     while True:
         body = requests.post(f"{stack.dagster.url}/graphql", json={"query": query}, timeout=30).json()
         entries = body["data"]["workspaceOrError"]["locationEntries"]
-        loaded = [e for e in entries if e["locationOrLoadError"]
-                  and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"]
+        loaded = [
+            e
+            for e in entries
+            if e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+        ]
         still_loading = any(e["locationOrLoadError"] is None for e in entries)
         if loaded or not still_loading or time.monotonic() > deadline:
             break
         time.sleep(2)
     assert loaded, f"no code location loaded: {json.dumps(entries)[:500]}"
-    keys = {"/".join(n["assetKey"]["path"]) for r in loaded[0]["locationOrLoadError"]["repositories"]
-            for n in r["assetNodes"]}
+    keys = {
+        "/".join(n["assetKey"]["path"])
+        for r in loaded[0]["locationOrLoadError"]["repositories"]
+        for n in r["assetNodes"]
+    }
     assert "master/transactions" in keys
 
 
 def test_status_json_reports_every_service(stack):
-    out = subprocess.run([sys.executable, "-m", "ecom.cli", "status", "--json"], capture_output=True, text=True,
-                         cwd=REPO_ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "ecom.cli", "status", "--json"], capture_output=True, text=True, cwd=REPO_ROOT
+    )
     assert out.returncode == 0, out.stderr
     names = [s["name"] for s in json.loads(out.stdout)["services"]]
     assert names == ["postgres", "kafka", "mlflow", "dagster-webserver", "dagster-daemon"]
@@ -214,8 +226,13 @@ def test_missing_java_is_reported_clearly(private_settings, monkeypatch):
 
 
 def test_cli_reports_a_bad_flag_in_one_line():
-    out = subprocess.run([sys.executable, "-m", "ecom.cli", "status", "--jsn"], capture_output=True, text=True,
-                         cwd=REPO_ROOT, env={**os.environ})
+    out = subprocess.run(
+        [sys.executable, "-m", "ecom.cli", "status", "--jsn"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ},
+    )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "unrecognized arguments: --jsn" in lines[0]
@@ -223,6 +240,12 @@ def test_cli_reports_a_bad_flag_in_one_line():
 
 def test_paths_are_under_the_state_folder(private_settings):
     s = private_settings
-    for p in (s.postgres.data_dir, s.kafka.data_dir, s.mlflow.artifacts_dir, s.dagster.home, s.logs_dir,
-              s.spark.checkpoint_dir):
+    for p in (
+        s.postgres.data_dir,
+        s.kafka.data_dir,
+        s.mlflow.artifacts_dir,
+        s.dagster.home,
+        s.logs_dir,
+        s.spark.checkpoint_dir,
+    ):
         assert Path(p).is_relative_to(s.state_dir)

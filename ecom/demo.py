@@ -1,0 +1,254 @@
+"""`ecom demo`: the whole platform end to end on local defaults, resumable.
+
+Steps (each one is the same command a user would run, so the demo exercises the real code paths):
+  1. history   `ecom generate --days D --customers C`      simulated months of shop history into Kafka
+  2. land      `ecom land --once`                            Kafka -> append-only master dataset
+  3. batch     `ecom batch`                                  dbt star schema + serving views via Dagster
+  4. train     `ecom train`                                  Isolation Forest in MLflow, gated champion
+  5. live      `ecom stream` (background) + `ecom generate --rate R --duration S`
+  6. refresh   `ecom land --once` + `ecom batch`             every asset (analytics, quality) on the new data
+  7. summary   events, alerts with reasons, segments, model metrics, URLs
+A step that finished is recorded under .local/demo/ and skipped on the next run; every write in the
+platform is idempotent (transaction ids are keys), so a re-run never duplicates data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from ecom.errors import EcomError
+from ecom.settings import Settings, get_settings, service_env
+
+
+def _stamp(settings: Settings, step: str) -> Path:
+    return settings.state_dir / "demo" / f"{step}.done"
+
+
+def _run(settings: Settings, title: str, argv: list[str], log: Path) -> None:
+    t0 = time.monotonic()
+    print(f"==> {title}: ecom {' '.join(argv)}", flush=True)
+    with open(log, "ab") as fh:
+        proc = subprocess.run(
+            [str(settings.venv_bin / "ecom"), *argv],
+            env={**os.environ, **service_env(settings)},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=settings.repo_root,
+        )
+    if proc.returncode != 0:
+        raise EcomError(f"step '{title}' failed (exit {proc.returncode}); see {log}")
+    print(f"    done in {time.monotonic() - t0:.0f} s", flush=True)
+
+
+def _step(settings: Settings, name: str, title: str, argv: list[str], log: Path, force: bool) -> None:
+    stamp = _stamp(settings, name)
+    if stamp.exists() and not force:
+        print(f"==> {title}: already done ({stamp.name}), skipping", flush=True)
+        return
+    _run(settings, title, argv, log)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def _live(settings: Settings, rate: int, seconds: int, log: Path) -> None:
+    print(
+        f"==> live: ecom stream (background) + ecom generate --rate {rate} --duration {seconds}", flush=True
+    )
+    env = {**os.environ, **service_env(settings)}
+    with open(log, "ab") as fh:
+        stream = subprocess.Popen(
+            [str(settings.venv_bin / "ecom"), "stream"],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=settings.repo_root,
+            start_new_session=True,
+        )
+    try:
+        time.sleep(5)
+        _run(
+            settings,
+            "live events",
+            ["generate", "--rate", str(rate), "--duration", str(seconds), "--quiet"],
+            log,
+        )
+        # let the stream drain what was produced
+        _wait_for_drain(settings, timeout_s=180)
+    finally:
+        stream.terminate()
+        try:
+            stream.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            stream.kill()
+
+
+def _wait_for_drain(settings: Settings, timeout_s: float) -> None:
+    from ecom.db import connect
+
+    deadline = time.monotonic() + timeout_s
+    last = -1
+    while time.monotonic() < deadline:
+        with connect(settings) as conn:
+            n = conn.execute("SELECT count(*) FROM speed.scored_transactions").fetchone()[0]
+        if n == last:
+            return
+        last = n
+        time.sleep(10)
+
+
+def summary(settings: Settings) -> dict[str, object]:
+    """What the platform holds now, read from Postgres and MLflow."""
+    from ecom.db import connect
+
+    out: dict[str, object] = {}
+    with connect(settings) as conn:
+
+        def scalar(sql: str):
+            try:
+                return conn.execute(sql).fetchone()[0]
+            except Exception:
+                conn.rollback()
+                return None
+
+        def rows(sql: str):
+            try:
+                return conn.execute(sql).fetchall()
+            except Exception:
+                conn.rollback()
+                return []
+
+        out["master_transactions"] = scalar("SELECT count(*) FROM master.transactions")
+        out["chargebacks"] = scalar("SELECT count(*) FROM master.chargebacks")
+        out["speed_scored"] = scalar("SELECT count(*) FROM speed.scored_transactions")
+        out["alerts"] = scalar("SELECT count(*) FROM speed.fraud_alerts")
+        out["quarantined"] = scalar("SELECT count(*) FROM quarantine.events")
+        out["top_alerts"] = [
+            {
+                "transaction_id": r[0],
+                "score": round(float(r[1]), 3),
+                "model_version": r[2],
+                "reasons": [x.get("text") for x in (r[3] or [])][:3],
+            }
+            for r in rows(
+                "SELECT transaction_id, fraud_score, model_version, reasons FROM speed.fraud_alerts "
+                "ORDER BY fraud_score DESC LIMIT 5"
+            )
+        ]
+        out["segments"] = [
+            {"segment": r[0], "customers": r[1]}
+            for r in rows(
+                "SELECT segment, count(*) FROM analytics.rfm_customers GROUP BY segment ORDER BY 2 DESC"
+            )
+        ]
+        out["quality_score"] = scalar("SELECT score FROM quality.scores ORDER BY run_at DESC LIMIT 1")
+    try:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(settings.mlflow.tracking_uri)
+        mv = client.get_model_version_by_alias(settings.mlflow.model_name, settings.mlflow.champion_alias)
+        run = client.get_run(mv.run_id)
+        out["champion"] = {
+            "version": mv.version,
+            "metrics": {
+                k: round(v, 4)
+                for k, v in run.data.metrics.items()
+                if k in ("roc_auc", "average_precision", "precision_at_k", "recall_at_fpr_2pct", "alert_rate")
+            },
+        }
+    except Exception as exc:  # the summary reports what is there; it never fails the demo
+        out["champion"] = f"unavailable ({type(exc).__name__})"
+    out["urls"] = urls(settings)
+    return out
+
+
+def urls(settings: Settings) -> dict[str, str]:
+    return {
+        "dagster": settings.dagster.url,
+        "mlflow": settings.mlflow.tracking_uri,
+        "dbt_docs": f"http://{settings.bind_host}:{settings.dbt.docs_port} (ecom docs)",
+        "data_docs": f"http://{settings.bind_host}:{settings.gx_data_docs_port} (ecom quality docs --serve)",
+        "postgres": f"postgresql://{settings.postgres.user}@{settings.postgres.host}:{settings.postgres.port}/"
+        f"{settings.postgres.db}",
+    }
+
+
+def _print_summary(s: dict[str, object]) -> None:
+    print("\n==================== ecom-lambda demo summary ====================")
+    for key in (
+        "master_transactions",
+        "chargebacks",
+        "speed_scored",
+        "alerts",
+        "quarantined",
+        "quality_score",
+    ):
+        print(f"  {key:<22} {s.get(key)}")
+    print(f"  champion               {json.dumps(s.get('champion'))}")
+    print("  top alerts:")
+    for a in s.get("top_alerts") or []:
+        print(
+            f"    {a['transaction_id']}  score={a['score']}  v{a['model_version']}  {'; '.join(a['reasons'])}"
+        )
+    print("  RFM segments:")
+    for seg in s.get("segments") or []:
+        print(f"    {seg['segment']:<22} {seg['customers']}")
+    print("  UIs:")
+    for name, url in (s.get("urls") or {}).items():
+        print(f"    {name:<10} {url}")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    s = get_settings()
+    log = s.logs_dir / "demo.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"(full output of every step: {log})")
+    f = args.force
+    _step(
+        s,
+        "history",
+        f"load {args.days} days of shop history",
+        [
+            "generate",
+            "--days",
+            str(args.days),
+            "--customers",
+            str(args.customers),
+            "--seed",
+            str(args.seed),
+            "--quiet",
+        ],
+        log,
+        f,
+    )
+    _step(s, "land-history", "land the history into the master dataset", ["land", "--once"], log, f)
+    _step(s, "batch-history", "build the batch layer (dbt via Dagster)", ["batch"], log, f)
+    _step(s, "train", "train the first champion", ["train"], log, f)
+    if args.live_seconds > 0:
+        _live(s, args.rate, args.live_seconds, log)
+        _run(s, "land live events", ["land", "--once"], log)
+        _run(s, "refresh every asset", ["batch"], log)
+    result = summary(s)
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        _print_summary(result)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("demo", help="run the platform end to end on local defaults (resumable)")
+    p.add_argument("--days", type=int, default=90, help="days of simulated history (default 90)")
+    p.add_argument("--customers", type=int, default=5000, help="simulated customers (default 5000)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--rate", type=int, default=500, help="live events/s (default 500)")
+    p.add_argument(
+        "--live-seconds", type=int, default=60, help="seconds of live traffic (default 60; 0 = none)"
+    )
+    p.add_argument("--force", action="store_true", help="redo steps already recorded as done")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run_demo)
