@@ -158,3 +158,68 @@ def insert_transactions(conn: psycopg.Connection, spec: SyntheticSpec, first: in
         cur.execute(CHARGEBACKS_SQL, {**offsets, "every": spec.chargeback_every})
     conn.commit()
     return inserted
+
+
+REFERENCE_SQL = [
+    """
+    INSERT INTO reference.customers (customer_id, first_name, signup_at, home_country, home_city, home_lat,
+                                     home_lon, currency, value_tier, preferred_payment, preferred_channel,
+                                     n_devices, favourite_category, updated_at)
+    SELECT %(prefix)s || 'c' || g, 'name' || g, %(start_time)s::timestamptz - interval '400 days',
+           (%(countries)s::text[])[1 + g %% cardinality(%(countries)s::text[])], 'city-' || (g %% 50),
+           -60 + (g %% 120), -170 + (g %% 340), 'USD',
+           (ARRAY['bronze', 'silver', 'gold', 'platinum'])[1 + g %% 4], 'card', 'web', 2, 'cat' || (g %% 10),
+           %(start_time)s::timestamptz - interval '1 day'
+    FROM generate_series(0, %(n_customers)s - 1) AS g
+    WHERE g %% %(every)s = 0
+    ON CONFLICT (customer_id) DO NOTHING
+    """,
+    """
+    INSERT INTO reference.merchants (merchant_id, name, category, country, city, has_stores, updated_at)
+    SELECT %(prefix)s || 'm' || g, 'merchant ' || g, 'cat' || (g %% 10), 'US', 'city-' || (g %% 50),
+           g %% 2 = 0, %(start_time)s::timestamptz - interval '1 day'
+    FROM generate_series(0, %(n_merchants)s - 1) AS g
+    WHERE g %% %(every)s = 0
+    ON CONFLICT (merchant_id) DO NOTHING
+    """,
+    """
+    INSERT INTO reference.terminals (terminal_id, merchant_id, kind, city, country, lat, lon, updated_at)
+    SELECT %(prefix)s || 'm' || g || '-t' || k, %(prefix)s || 'm' || g,
+           (ARRAY['web_checkout', 'mobile_sdk', 'pos'])[1 + k], 'city-' || (g %% 50), 'US', 40, -70,
+           %(start_time)s::timestamptz - interval '1 day'
+    FROM generate_series(0, %(n_merchants)s - 1) AS g, generate_series(0, 2) AS k
+    WHERE g %% %(every)s = 0
+    ON CONFLICT (terminal_id) DO NOTHING
+    """,
+    """
+    INSERT INTO reference.products (product_id, name, category, brand, price, currency, attributes,
+                                    updated_at)
+    SELECT %(prefix)s || 'p' || g, 'product ' || g, 'cat' || (g %% 10), 'brand' || (g %% 30),
+           round(1 + (g %% 15000) / 100.0, 2), 'USD', jsonb_build_object('colour', 'c' || (g %% 7)),
+           %(start_time)s::timestamptz - interval '1 day'
+    FROM generate_series(0, %(n_products)s - 1) AS g
+    WHERE g %% %(every)s = 0
+    ON CONFLICT (product_id) DO NOTHING
+    """,
+]
+
+
+def insert_reference(conn: psycopg.Connection, spec: SyntheticSpec, every: int = 1) -> None:
+    """Reference rows (customers, merchants, terminals, products) for every `every`-th id of `spec`.
+
+    every > 1 leaves the other ids unknown to reference data, which the dimensions must absorb as inferred
+    members (as they must for late-arriving reference data).
+    """
+    params = {
+        "prefix": spec.prefix,
+        "start_time": spec.start_time,
+        "countries": COUNTRIES,
+        "n_customers": spec.n_customers,
+        "n_merchants": spec.n_merchants,
+        "n_products": spec.n_products,
+        "every": every,
+    }
+    with conn.cursor() as cur:
+        for sql in REFERENCE_SQL:
+            cur.execute(sql, params)
+    conn.commit()

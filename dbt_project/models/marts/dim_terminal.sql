@@ -1,11 +1,14 @@
 -- Payment terminals / web checkouts (type 1) plus inferred members for terminal ids seen only in the facts.
 with reference as (
-    select terminal_id, merchant_id, terminal_kind, false as is_inferred
+    select terminal_id, merchant_id, terminal_kind, terminal_city, terminal_country, terminal_lat, terminal_lon,
+        false as is_inferred
     from {{ ref('stg_reference__terminals') }}
 ),
 
 inferred as (
-    select distinct on (f.terminal_id) f.terminal_id, f.merchant_id, null::text, true
+    select distinct on (f.terminal_id)
+        f.terminal_id, f.merchant_id, null::text, null::text, null::text, null::double precision,
+        null::double precision, true
     from {{ ref('fct_transactions') }} as f
     where not exists (select 1 from reference as r where r.terminal_id = f.terminal_id)
     order by f.terminal_id, f.event_time

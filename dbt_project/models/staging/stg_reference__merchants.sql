@@ -4,5 +4,7 @@ select
     name as merchant_name,
     category as merchant_category,
     country as merchant_country,
+    city as merchant_city,
+    has_stores,
     updated_at
 from {{ source('reference', 'merchants') }}

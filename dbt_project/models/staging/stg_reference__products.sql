@@ -5,6 +5,7 @@ select
     category,
     brand,
     price::numeric(14, 2) as list_price,
+    currency::text as currency_code,
     attributes,
     updated_at
 from {{ source('reference', 'products') }}

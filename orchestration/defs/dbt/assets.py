@@ -54,12 +54,19 @@ def _manifest_path():
 translator = FreshEcomDbtTranslator()
 
 
+class DbtBuildConfig(dg.Config):
+    """Run config of the dbt build (`ecom batch --full-refresh` sets it; so does the UI's launchpad)."""
+
+    full_refresh: bool = False
+
+
 @dbt_assets(
     manifest=_manifest_path(),
     project=ecom_dbt_project(),
     dagster_dbt_translator=translator,
     name="ecom_dbt",
 )
-def ecom_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource):
+def ecom_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
     """`dbt build` of the selected models, snapshots and tests; test results stream back as asset checks."""
-    yield from dbt.cli(["build"], context=context).stream()
+    args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
+    yield from dbt.cli(args, context=context).stream()
