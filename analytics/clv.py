@@ -69,10 +69,10 @@ def rfm_summary(
     daily = (
         orders.loc[keep]
         .assign(day=day[keep])
-        .groupby(["customer_id", "day"], as_index=False, sort=True)["amount"]
+        .groupby(["customer_id", "day"], as_index=False, sort=True, observed=True)["amount"]
         .sum()
     )
-    g = daily.groupby("customer_id", sort=True)
+    g = daily.groupby("customer_id", sort=True, observed=True)
     first, last, n = g["day"].min(), g["day"].max(), g["day"].size()
     total, first_amount = g["amount"].sum(), g["amount"].first()
     out = pd.DataFrame(
@@ -105,7 +105,7 @@ def bgnbd_log_likelihood(params: BgNbdParams, x: np.ndarray, t_x: np.ndarray, T:
 
 def fit_bgnbd(summary: pd.DataFrame, penalizer: float = 0.0) -> BgNbdParams:
     """Maximum-likelihood BG/NBD on a rfm_summary frame (unique (x, t_x, T) rows weighted, for speed)."""
-    grouped = summary.groupby(["frequency", "recency", "T"]).size().reset_index(name="w")
+    grouped = summary.groupby(["frequency", "recency", "T"], observed=True).size().reset_index(name="w")
     x, t_x, T, w = (grouped[c].to_numpy(float) for c in ("frequency", "recency", "T", "w"))
     if len(x) == 0:
         raise ValueError("no customers to fit the BG/NBD model on")
@@ -242,7 +242,7 @@ def holdout_validation(
     hold_days = hold.set_index("customer_id")["frequency"] + 1
     hold_rev = (
         customer_orders(lines[(orders_day > calibration_end) & (orders_day <= observation_end)])
-        .groupby("customer_id")["amount"]
+        .groupby("customer_id", observed=True)["amount"]
         .sum()
     )
     x, t_x, T = (cal[c].to_numpy(float) for c in ("frequency", "recency", "T"))

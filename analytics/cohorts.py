@@ -20,14 +20,14 @@ def cohort_retention(lines: pd.DataFrame) -> pd.DataFrame:
     """Long table: cohort_month, months_since_first, cohort_size, active_customers, customer_retention,
     revenue, revenue_retention, cumulative_revenue_per_customer."""
     orders = customer_orders(lines)
-    first = orders.groupby("customer_id")["order_time"].min().rename("first_time")
+    first = orders.groupby("customer_id", observed=True)["order_time"].min().rename("first_time")
     orders = orders.join(first, on="customer_id")
     cohort_idx = _month_index(orders["first_time"])
     orders["cohort_month"] = orders["first_time"].dt.to_period("M").dt.to_timestamp()
     orders["months_since_first"] = (_month_index(orders["order_time"]) - cohort_idx).astype(int)
 
-    sizes = orders.groupby("cohort_month")["customer_id"].nunique().rename("cohort_size")
-    cell = orders.groupby(["cohort_month", "months_since_first"]).agg(
+    sizes = orders.groupby("cohort_month", observed=True)["customer_id"].nunique().rename("cohort_size")
+    cell = orders.groupby(["cohort_month", "months_since_first"], observed=True).agg(
         active_customers=("customer_id", "nunique"), revenue=("amount", "sum")
     )
     # fill the full triangle: a month with nobody active is 0 %, not missing (up to the last month in the data)
@@ -40,7 +40,7 @@ def cohort_retention(lines: pd.DataFrame) -> pd.DataFrame:
     cell["revenue_retention"] = (cell["revenue"] / cell["cohort_month"].map(month0)).round(6)
     cell = cell.sort_values(["cohort_month", "months_since_first"]).reset_index(drop=True)
     cell["cumulative_revenue_per_customer"] = (
-        cell.groupby("cohort_month")["revenue"].cumsum() / cell["cohort_size"]
+        cell.groupby("cohort_month", observed=True)["revenue"].cumsum() / cell["cohort_size"]
     ).round(4)
     cell["revenue"] = cell["revenue"].round(2)
     cell["cohort_month"] = cell["cohort_month"].dt.strftime("%Y-%m")

@@ -44,7 +44,7 @@ def _rows(idx: Sequence[int], offset: int = 2) -> str:
     """Human row numbers (CSV line numbers: header is line 1) of the first few bad rows."""
     shown = ", ".join(str(int(i) + offset) for i in list(idx)[:5])
     more = f" and {len(idx) - 5} more" if len(idx) > 5 else ""
-    return f"{shown}{more}"
+    return f"{'row' if len(idx) == 1 else 'rows'} {shown}{more}"
 
 
 def normalize_transactions(raw: pd.DataFrame, cols: ColumnMap, source: str = "input") -> pd.DataFrame:
@@ -73,7 +73,7 @@ def normalize_transactions(raw: pd.DataFrame, cols: ColumnMap, source: str = "in
     bad = cust.isna() | (cust.astype(str).str.strip() == "")
     if bad.any():
         raise EcomError(
-            f"{source}: empty customer id in column '{cols.customer}' at rows {_rows(np.flatnonzero(bad))}"
+            f"{source}: empty customer id in column '{cols.customer}' at {_rows(np.flatnonzero(bad))}"
         )
     out["customer_id"] = cust.astype(str).str.strip()
 
@@ -82,7 +82,7 @@ def normalize_transactions(raw: pd.DataFrame, cols: ColumnMap, source: str = "in
     if bad.any():
         examples = raw[cols.date][bad].astype(str).head(3).tolist()
         raise EcomError(
-            f"{source}: unparseable date in column '{cols.date}' at rows {_rows(np.flatnonzero(bad))} "
+            f"{source}: unparseable date in column '{cols.date}' at {_rows(np.flatnonzero(bad))} "
             f"(e.g. {examples}); use ISO dates like 2024-03-31 or 2024-03-31T14:05:00Z"
         )
     out["order_time"] = when.dt.tz_localize(None).astype("datetime64[ns]")
@@ -91,12 +91,12 @@ def normalize_transactions(raw: pd.DataFrame, cols: ColumnMap, source: str = "in
     bad = amount.isna()
     if bad.any():
         raise EcomError(
-            f"{source}: non-numeric amount in column '{cols.amount}' at rows {_rows(np.flatnonzero(bad))}"
+            f"{source}: non-numeric amount in column '{cols.amount}' at {_rows(np.flatnonzero(bad))}"
         )
     bad = amount < 0
     if bad.any():
         raise EcomError(
-            f"{source}: negative amount in column '{cols.amount}' at rows {_rows(np.flatnonzero(bad))}; "
+            f"{source}: negative amount in column '{cols.amount}' at {_rows(np.flatnonzero(bad))}; "
             "remove returns/refunds (or net them into their order) before running analytics"
         )
     out["amount"] = amount.astype(float)
@@ -112,7 +112,7 @@ def normalize_transactions(raw: pd.DataFrame, cols: ColumnMap, source: str = "in
         bad = prod.isna() | (prod.astype(str).str.strip() == "")
         if bad.any():
             raise EcomError(
-                f"{source}: empty product id in column '{cols.product}' at rows {_rows(np.flatnonzero(bad))}"
+                f"{source}: empty product id in column '{cols.product}' at {_rows(np.flatnonzero(bad))}"
             )
         out["product_id"] = prod.astype(str).str.strip()
         if cols.quantity:
@@ -120,7 +120,7 @@ def normalize_transactions(raw: pd.DataFrame, cols: ColumnMap, source: str = "in
             bad = qty.isna() | (qty <= 0)
             if bad.any():
                 raise EcomError(
-                    f"{source}: quantity in column '{cols.quantity}' missing or not positive at rows "
+                    f"{source}: quantity in column '{cols.quantity}' missing or not positive at "
                     f"{_rows(np.flatnonzero(bad))}"
                 )
             out["quantity"] = qty.astype(float)

@@ -75,7 +75,7 @@ def _quintile(values: pd.Series) -> pd.Series:
 
 def customer_orders(lines: pd.DataFrame) -> pd.DataFrame:
     """One row per order: customer_id, order_id, order_time, amount (sum of its lines)."""
-    return lines.groupby(["customer_id", "order_id"], as_index=False, sort=False).agg(
+    return lines.groupby(["customer_id", "order_id"], as_index=False, sort=False, observed=True).agg(
         order_time=("order_time", "min"), amount=("amount", "sum")
     )
 
@@ -88,7 +88,7 @@ def rfm_scores(lines: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.Dat
     orders = customer_orders(lines)
     if as_of is None:
         as_of = orders["order_time"].max().normalize() + pd.Timedelta(days=1)
-    per = orders.groupby("customer_id").agg(
+    per = orders.groupby("customer_id", observed=True).agg(
         first_order=("order_time", "min"),
         last_order=("order_time", "max"),
         frequency=("order_id", "nunique"),
@@ -125,7 +125,7 @@ def rfm_scores(lines: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.Dat
 
 def segment_summary(rfm: pd.DataFrame) -> pd.DataFrame:
     """Size, revenue and share per segment (all 11, zero when empty) with the recommended action."""
-    g = rfm.groupby("segment").agg(
+    g = rfm.groupby("segment", observed=True).agg(
         customers=("customer_id", "size"),
         revenue=("monetary", "sum"),
         avg_recency_days=("recency_days", "mean"),
@@ -141,7 +141,7 @@ def segment_summary(rfm: pd.DataFrame) -> pd.DataFrame:
     g[["avg_recency_days", "avg_frequency", "avg_monetary"]] = g[
         ["avg_recency_days", "avg_frequency", "avg_monetary"]
     ].round(2)
-    rules = RULES.groupby("segment").apply(
+    rules = RULES.groupby("segment", observed=True).apply(
         lambda d: "; ".join(f"R{r}xFM{f}" for r, f in zip(d["r_score"], d["fm_score"], strict=True)),
         include_groups=False,
     )
