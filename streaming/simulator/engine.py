@@ -538,10 +538,20 @@ class ShopSimulator:
             v = self._victim(rng, t0)
             n = int(rng.integers(6, 17))
             t = t0 + np.cumsum(rng.exponential(6 * 60_000, n)).astype(np.int64)
-            merchant = rng.choice(len(me.popularity), n, p=me.popularity)
-            same_country = [i for i, c in enumerate(W.HOME_CITIES) if c[1] == W.HOME_CITIES[cu.city[v]][1]]
-            city, lat, lon, ip = self._located(rng, np.array([rng.choice(same_country)]))
-            cat = np.where(me.category[merchant] >= 0, me.category[merchant], W.FASHION)
+            # resellable goods: electronics, fashion, home, sports and department stores
+            cand = np.flatnonzero(np.isin(me.category, HIGH_TICKET))
+            w = me.popularity[cand] / me.popularity[cand].sum()
+            merchant = rng.choice(cand, n, p=w)
+            # from another city of the victim's country (the card was cloned, the holder is at home)
+            home = int(cu.city[v])
+            same_country = [
+                i for i, c in enumerate(W.HOME_CITIES) if c[1] == W.HOME_CITIES[home][1] and i != home
+            ]
+            if same_country:
+                city, lat, lon, ip = self._located(rng, np.array([rng.choice(same_country)]))
+            else:
+                city, lat, lon, ip = self._far_location(rng, home, 1)
+            cat = np.where(me.category[merchant] >= 0, me.category[merchant], W.ELECTRONICS)
             return Plan(
                 t,
                 _i(n, v),
