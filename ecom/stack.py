@@ -246,8 +246,19 @@ class Postgres(Service):
         except Exception:
             return False
 
+    def _make_traversable(self) -> None:
+        # the cluster runs as an unprivileged user: it must be able to walk down to its data folder even
+        # when the checkout sits under a private (0700) directory, as CI clones can. Only the search bit
+        # (o+x) is added, never read: nobody can list those folders because of this.
+        for folder in reversed(self.root.parents):
+            mode = folder.stat().st_mode
+            if not mode & 0o001:
+                folder.chmod(mode | 0o001)
+
     def prepare(self) -> None:
         self._ensure_os_user()
+        if os.geteuid() == 0:
+            self._make_traversable()
         self.root.mkdir(parents=True, exist_ok=True)
         sock_dir = self.root / "run"
         sock_dir.mkdir(exist_ok=True)
