@@ -11,7 +11,7 @@ from dagster import (
 )  # imported by name: Dagster checks the context hint at definition time
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from orchestration.defs.dbt.project import ecom_dbt_project
+from orchestration.defs.dbt.project import build_lock, ecom_dbt_project
 from orchestration.translator import EcomDbtTranslator, layer_of
 
 log = logging.getLogger(__name__)
@@ -69,4 +69,5 @@ class DbtBuildConfig(dg.Config):
 def ecom_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
     """`dbt build` of the selected models, snapshots and tests; test results stream back as asset checks."""
     args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
-    yield from dbt.cli(args, context=context).stream()
+    with build_lock():
+        yield from dbt.cli(args, context=context).stream()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
+import psycopg
 from dagster_dbt import DbtCliResource, DbtProject
 
 from ecom.settings import get_settings, service_env
@@ -17,6 +20,27 @@ def export_dbt_env() -> None:
     """
     for key, value in service_env().items():
         os.environ.setdefault(key, value)
+
+
+# Key of the Postgres advisory lock held for the length of a dbt build: two builds on one database (the
+# schedule, the sensor, `ecom batch`, another room's test) would otherwise race on the same relations.
+BUILD_LOCK_KEY = 5_050_505
+
+
+@contextmanager
+def build_lock() -> Iterator[None]:
+    """Serialize dbt builds on the database dbt targets (ECOM_PG_DB as exported for dbt, see profiles.yml)."""
+    export_dbt_env()
+    s = get_settings()
+    # the dbt profile reads the database from the environment, and a caller (test, benchmark) may point it
+    # at another database: lock that one
+    target_db = os.environ.get("ECOM_PG_DB") or s.postgres.db
+    with psycopg.connect(s.postgres.dsn(target_db), autocommit=True, connect_timeout=5) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK_KEY,))
 
 
 @lru_cache(maxsize=1)
