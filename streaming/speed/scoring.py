@@ -1,0 +1,369 @@
+"""Scoring on the executors: the champion model over Arrow batches (mapInPandas), hot-swapped between batches.
+
+The driver keeps a `ChampionCache`: between micro-batches it asks the registry which version the champion
+alias points at (one cheap call) and, when it moved, loads the new version and broadcasts it; the next
+batch's `mapInPandas` closure carries the new broadcast, so the query switches models without a restart and
+every row records the version that scored it.
+
+Lambda merge. The keyed state (state.py) knows the customer's *recent* history; the batch layer's
+`marts.customer_baselines` knows the long history. A customer the stream has barely seen (fewer than
+`ml.features.MIN_HABIT_HISTORY` events in state, e.g. after a fresh checkpoint) gets their usual amount,
+devices, countries and home location from the baseline instead (`merge_baselines`), so they are not
+mistaken for a brand-new customer. A missing baselines table simply means no fill (cold start).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from ecom.settings import Settings, get_settings
+from ml.features import CHARGEBACK_LOOKBACK, MIN_HABIT_HISTORY, chargeback_context
+
+log = logging.getLogger("ecom.speed.scoring")
+
+BASELINE_COLUMNS = [
+    "customer_id",
+    "n_transactions",
+    "median_amount",
+    "p95_amount",
+    "usual_device_ids",
+    "usual_countries",
+    "home_lat",
+    "home_lon",
+]
+SPEED_COLUMNS = [
+    "transaction_id",
+    "customer_id",
+    "merchant_id",
+    "terminal_id",
+    "event_time",
+    "currency",
+    "amount",
+    "payment_method",
+    "channel",
+    "device_type",
+    "ip_country",
+    "n_items",
+    "fraud_score",
+    "is_alert",
+    "model_version",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_timestamp",
+]
+OUTPUT_SCHEMA = T.StructType(
+    [
+        T.StructField("transaction_id", T.StringType()),
+        T.StructField("customer_id", T.StringType()),
+        T.StructField("merchant_id", T.StringType()),
+        T.StructField("terminal_id", T.StringType()),
+        T.StructField("event_time", T.TimestampType()),
+        T.StructField("currency", T.StringType()),
+        T.StructField("amount", T.DoubleType()),
+        T.StructField("payment_method", T.StringType()),
+        T.StructField("channel", T.StringType()),
+        T.StructField("device_type", T.StringType()),
+        T.StructField("ip_country", T.StringType()),
+        T.StructField("n_items", T.IntegerType()),
+        T.StructField("fraud_score", T.DoubleType()),
+        T.StructField("is_alert", T.BooleanType()),
+        T.StructField("model_version", T.StringType()),
+        T.StructField("threshold", T.DoubleType()),
+        T.StructField("reasons", T.StringType()),
+        T.StructField("kafka_topic", T.StringType()),
+        T.StructField("kafka_partition", T.IntegerType()),
+        T.StructField("kafka_offset", T.LongType()),
+        T.StructField("kafka_timestamp", T.TimestampType()),
+        T.StructField("raw_payload", T.BinaryType()),
+        T.StructField("reject_reason", T.StringType()),
+    ]
+)
+
+
+# ------------------------------------------------------------------------------------------ pure parts
+def _haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dphi, dlmb = p2 - p1, np.radians(np.asarray(lon2) - np.asarray(lon1))
+    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
+    return 2 * 6371.0 * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+
+
+def _contains(values: pd.Series, lists: pd.Series) -> np.ndarray:
+    return np.fromiter(
+        (
+            bool(v) and isinstance(lst, list | tuple | np.ndarray) and v in list(lst)
+            for v, lst in zip(values, lists, strict=True)
+        ),
+        dtype=bool,
+        count=len(values),
+    )
+
+
+def merge_baselines(enriched: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
+    """Fill a barely-seen customer's habits from the batch layer's baseline (see module docstring). Pure."""
+    if baselines is None or baselines.empty or enriched.empty:
+        return enriched
+    b = baselines.set_index("customer_id").reindex(enriched["customer_id"].to_numpy())
+    prior = enriched["cust_n_prior"].astype(float).fillna(0).to_numpy()
+    n_base = b["n_transactions"].astype(float).fillna(0).to_numpy()
+    cold = (prior < MIN_HABIT_HISTORY) & (n_base > prior)
+    if not cold.any():
+        return enriched
+    out = enriched.copy()
+    idx = np.flatnonzero(cold)
+
+    def put(column: str, values: np.ndarray) -> None:
+        ok = ~pd.isna(values)
+        out.iloc[idx[ok], out.columns.get_loc(column)] = values[ok]
+
+    put("cust_n_prior", n_base[idx])
+    put("cust_amount_median", b["median_amount"].astype(float).to_numpy()[idx])
+    put("cust_amount_p95", b["p95_amount"].astype(float).to_numpy()[idx])
+    sub = enriched.iloc[idx]
+    seen_dev = _contains(sub["device_id"], b["usual_device_ids"].iloc[idx])
+    out.iloc[idx, out.columns.get_loc("cust_device_seen")] = np.maximum(
+        sub["cust_device_seen"].astype(float).fillna(0).to_numpy(), seen_dev.astype(float)
+    )
+    seen_cty = _contains(sub["ip_country"], b["usual_countries"].iloc[idx])
+    out.iloc[idx, out.columns.get_loc("cust_country_seen")] = np.maximum(
+        sub["cust_country_seen"].astype(float).fillna(0).to_numpy(), seen_cty.astype(float)
+    )
+    home_lat = b["home_lat"].astype(float).to_numpy()[idx]
+    home_lon = b["home_lon"].astype(float).to_numpy()[idx]
+    dist = _haversine_km(
+        sub["ip_lat"].astype(float).to_numpy(), sub["ip_lon"].astype(float).to_numpy(), home_lat, home_lon
+    )
+    put("cust_home_distance_km", dist)
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def score_frame(
+    pdf: pd.DataFrame,
+    champion: Any,
+    baselines: pd.DataFrame | None,
+    chargebacks: pd.DataFrame | None,
+    explain_top: int = 3,
+) -> pd.DataFrame:
+    """One Arrow batch of context-enriched rows -> OUTPUT_SCHEMA rows (scored, or passed-through rejects). Pure."""
+    rejected = pdf["reject_reason"].notna().to_numpy()
+    good = pdf.loc[~rejected].reset_index(drop=True)
+    out_cols = [f.name for f in OUTPUT_SCHEMA.fields]
+    parts = []
+    if len(good):
+        tx = good.assign(event_time=_utc(good["event_ts"]))
+        tx = pd.concat([tx, chargeback_context(tx, chargebacks)], axis=1)
+        tx = merge_baselines(tx, baselines)
+        feats = champion.model.named_steps["features"].transform(tx)
+        scores = np.asarray(champion.model.named_steps["scorer"].score_samples(feats), dtype=float)
+        alert = scores >= champion.threshold
+        reasons = np.full(len(tx), None, dtype=object)
+        if alert.any():
+            rows = champion.reasons(tx.loc[alert].reset_index(drop=True), top=explain_top)
+            reasons[np.flatnonzero(alert)] = [orjson.dumps(r, default=_json_default).decode() for r in rows]
+        scored = pd.DataFrame(
+            {
+                **{c: good[c] for c in ["transaction_id", "customer_id", "merchant_id", "terminal_id"]},
+                "event_time": good["event_ts"],
+                **{
+                    c: good[c]
+                    for c in ["currency", "amount", "payment_method", "channel", "device_type", "ip_country"]
+                },
+                "n_items": feats["n_items"].round().astype("int32").to_numpy(),
+                "fraud_score": scores,
+                "is_alert": alert,
+                "model_version": str(champion.version),
+                "threshold": float(champion.threshold),
+                "reasons": reasons,
+                **{c: good[c] for c in ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]},
+                "raw_payload": None,
+                "reject_reason": None,
+            }
+        )
+        parts.append(scored)
+    if rejected.any():
+        bad = pdf.loc[rejected].reset_index(drop=True)
+        parts.append(
+            pd.DataFrame(
+                {
+                    c: (
+                        bad[c]
+                        if c
+                        in (
+                            "kafka_topic",
+                            "kafka_partition",
+                            "kafka_offset",
+                            "kafka_timestamp",
+                            "raw_payload",
+                            "reject_reason",
+                        )
+                        else None
+                    )
+                    for c in out_cols
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in out_cols})
+    return pd.concat(parts, ignore_index=True)[out_cols]
+
+
+def _utc(ts: pd.Series) -> pd.Series:
+    ts = pd.to_datetime(ts)
+    return ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
+
+
+def make_scorer(
+    champion_bc, baselines_bc, chargebacks_bc
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """The mapInPandas function of one batch (closes over this batch's broadcasts)."""
+
+    def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        champion = champion_bc.value
+        baselines = baselines_bc.value
+        chargebacks = chargebacks_bc.value
+        for pdf in batches:
+            yield score_frame(pdf, champion, baselines, chargebacks)
+
+    return score_batches
+
+
+# ------------------------------------------------------------------------------------------ driver side
+def load_baselines(settings: Settings | None = None) -> pd.DataFrame | None:
+    """marts.customer_baselines (None when the batch layer has not built it yet: cold start, never fail)."""
+    from ecom.db import connect
+
+    s = settings or get_settings()
+    with connect(s) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('marts.customer_baselines') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'marts' AND table_name = 'customer_baselines'"
+        )
+        have = {r[0] for r in cur.fetchall()}
+        cols = [c for c in BASELINE_COLUMNS if c in have]
+        if "customer_id" not in cols:
+            return None
+        cur.execute(f"SELECT {', '.join(cols)} FROM marts.customer_baselines")
+        df = pd.DataFrame(cur.fetchall(), columns=cols)
+    for c in BASELINE_COLUMNS:
+        if c not in df.columns:
+            df[c] = None
+    return df[BASELINE_COLUMNS]
+
+
+@dataclass
+class Broadcasts:
+    champion: Any
+    baselines: Any
+    chargebacks: Any
+    version: str
+    threshold: float
+
+
+class ChampionCache:
+    """Driver-side: the current champion + batch-layer context, re-checked between micro-batches."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: Settings | None = None,
+        model_name: str | None = None,
+        poll_interval_s: float = 2.0,
+        context_refresh_s: float = 60.0,
+        bootstrap: bool = True,
+    ) -> None:
+        self.spark = spark
+        self.settings = settings or get_settings()
+        self.model_name = model_name or self.settings.mlflow.model_name
+        self.poll_interval_s = poll_interval_s
+        self.context_refresh_s = context_refresh_s
+        self.bootstrap = bootstrap
+        self._champion_bc = None
+        self._version: str | None = None
+        self._threshold = float("nan")
+        self._checked_at = 0.0
+        self._context_at = 0.0
+        self._baselines_bc = None
+        self._chargebacks_bc = None
+
+    def _poll_version(self) -> str | None:
+        from ml import registry
+
+        version = registry.champion_version(self.settings, self.model_name)
+        if version is None and self.bootstrap:
+            log.warning("no champion for %s: training a bootstrap model on simulated data", self.model_name)
+            version = registry.ensure_bootstrap_champion(self.settings, self.model_name)
+        return version
+
+    def current(self, force: bool = False) -> Broadcasts:
+        """Broadcasts for the next batch; loads a new champion when the alias moved."""
+        from ml import registry
+
+        now = time.monotonic()
+        sc = self.spark.sparkContext
+        if force or self._champion_bc is None or now - self._checked_at >= self.poll_interval_s:
+            version = self._poll_version()
+            self._checked_at = now
+            if version is None:
+                from ecom.errors import EcomError
+
+                raise EcomError(f"registered model '{self.model_name}' has no champion; run `ecom train`")
+            if version != self._version:
+                champion = registry.load_version(version, self.settings, self.model_name)
+                old = self._champion_bc
+                self._champion_bc = sc.broadcast(champion)
+                if old is not None:
+                    old.unpersist()
+                log.info(
+                    "%s: scoring with %s v%s (threshold %.4f)",
+                    self.model_name,
+                    self.model_name,
+                    version,
+                    champion.threshold,
+                )
+                self._version, self._threshold = version, float(champion.threshold)
+        if force or self._baselines_bc is None or now - self._context_at >= self.context_refresh_s:
+            self._refresh_context()
+            self._context_at = now
+        return Broadcasts(
+            self._champion_bc, self._baselines_bc, self._chargebacks_bc, self._version, self._threshold
+        )
+
+    def _refresh_context(self) -> None:
+        from datetime import datetime
+
+        from ml.data import load_chargebacks
+
+        sc = self.spark.sparkContext
+        baselines = load_baselines(self.settings)
+        # the features count chargebacks reported before each event over CHARGEBACK_LOOKBACK; events may be
+        # replayed history, so keep a generous margin (labels are few: one per fraud)
+        since = datetime.now(UTC) - CHARGEBACK_LOOKBACK - timedelta(days=400)
+        chargebacks = load_chargebacks(self.settings, reported_since=since)
+        for old in (self._baselines_bc, self._chargebacks_bc):
+            if old is not None:
+                old.unpersist()
+        self._baselines_bc = sc.broadcast(baselines)
+        self._chargebacks_bc = sc.broadcast(chargebacks)
