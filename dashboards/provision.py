@@ -625,7 +625,8 @@ class Reconciler:
             if self.dry_run:
                 return None
             return int(self.client.post("/api/card", want)["id"])
-        actual = self.client.get(f"/api/card/{found['id']}")
+        # 0.57+ answers in MBQL 5 unless asked for the legacy shape we send; older versions ignore the flag
+        actual = self.client.get(f"/api/card/{found['id']}", **{"legacy-mbql": "true"})
         actual = {**actual, "dataset_query": normalize_dataset_query(actual.get("dataset_query"))}
         changes = diff(want, actual)
         if not changes:

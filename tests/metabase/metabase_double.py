@@ -125,6 +125,18 @@ class MetabaseDouble:
             details["password"] = REDACTED
         return {**db, "details": details}
 
+    @staticmethod
+    def _mbql5_view(card: dict) -> dict:
+        dq = card["dataset_query"]
+        native = dq.get("native") or {}
+        stage = {"lib/type": "mbql.stage/native", "native": native.get("query")}
+        if native.get("template-tags"):
+            stage["template-tags"] = native["template-tags"]
+        return {
+            **card,
+            "dataset_query": {"lib/type": "mbql/query", "database": dq.get("database"), "stages": [stage]},
+        }
+
     def _dashboard_view(self, dash: dict) -> dict:
         dashcards = []
         for dc in dash["dashcards"]:
@@ -231,7 +243,8 @@ class MetabaseDouble:
             if card is None:
                 raise ApiError(404, "Not found.")
             if method == "GET":
-                return 200, card
+                # like Metabase >= 0.57: queries come back as MBQL 5 unless ?legacy-mbql=true
+                return 200, card if query.get("legacy-mbql") == ["true"] else self._mbql5_view(card)
             if method == "PUT":
                 return self._update_card(card, body)
 
