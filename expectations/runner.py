@@ -29,7 +29,7 @@ import psycopg
 from ecom.db import connect
 from ecom.errors import EcomError
 from ecom.settings import Settings, get_settings, service_env
-from expectations.catalog import Targets, Thresholds
+from expectations.catalog import Targets, Thresholds, fact_foreign_keys
 from expectations.results import (
     ExpectationRow,
     blocking_failures,
@@ -310,8 +310,10 @@ def run_suites(
     t = targets or Targets()
     run_id = run_id or uuid.uuid4().hex
     run_at = datetime.now(UTC)
-    columns = relation_columns(list(t.relations().values()), s)
-    specs = build_suites(t, thresholds, columns, names)
+    fks = fact_foreign_keys(s.dbt.project_dir)
+    dims = [f"{t.marts_schema}.{fk.dim_model}" for fk in fks]
+    columns = relation_columns([*t.relations().values(), *dims], s)
+    specs = build_suites(t, thresholds, columns, names, foreign_keys=fks)
     outcomes: list[SuiteOutcome] = []
     with _context_lock(project_root, s):
         ctx = open_context(project_root, s)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import great_expectations as gx
 from great_expectations.expectations import Expectation
 
-from expectations.catalog import CRITICAL, SUITE_ASSETS, WARNING, Targets, Thresholds
+from expectations.catalog import CRITICAL, SUITE_ASSETS, WARNING, ForeignKey, Targets, Thresholds
 from streaming.contract import SUPPORTED_SCHEMA_VERSIONS, enum_values, field_names, load_schema
 
 
@@ -176,39 +176,32 @@ def speed_suite(t: Targets, th: Thresholds) -> SuiteSpec:
     )
 
 
-def _dim_for(column: str, dims: Mapping[str, Sequence[str]]) -> str | None:
-    """`customer_key` / `customer_id` -> the dim relation having that column (`<marts>.dim_customer`)."""
-    for suffix in ("_key", "_id"):
-        if column.endswith(suffix):
-            entity = column[: -len(suffix)]
-            for relation, cols in dims.items():
-                if relation.rsplit(".", 1)[1] == f"dim_{entity}" and column in cols:
-                    return relation
-    return None
-
-
 def marts_suite(t: Targets, th: Thresholds, columns: Mapping[str, Sequence[str]]) -> SuiteSpec:
-    """Marts: fct_transactions reconciles with master up to the batch watermark; every FK finds its dim."""
-    rel = t.relations()
-    fct = rel["fct_transactions"]
-    fct_cols = list(columns.get(fct, ()))
-    dims = {r: columns[r] for k, r in rel.items() if k.startswith("dim_") and r in columns}
+    """Marts: fct_transactions reconciles with master up to the batch watermark, one row per transaction."""
+    fct = t.relations()["fct_transactions"]
+    fct_cols = set(columns.get(fct, ()))
+    commit = int(th.landing_commit_minutes)
     ex: list[Expectation] = [
         gx.expectations.ExpectColumnToExist(column="transaction_id", severity=CRITICAL),
+        gx.expectations.ExpectColumnToExist(column="landed_seq", severity=CRITICAL),
         gx.expectations.ExpectColumnValuesToNotBeNull(column="transaction_id", severity=CRITICAL),
         gx.expectations.ExpectColumnValuesToBeUnique(column="transaction_id", severity=CRITICAL),
     ]
     reads = [t.master_transactions]
     if "landed_seq" in fct_cols:
-        # the batch watermark is the highest landing sequence the batch layer has taken in: everything at or
-        # below it must be in the fact table exactly once, nothing above it may be
+        # the batch watermark is the highest landing sequence the fact has taken in (what
+        # marts.batch_watermark records after the build): every master row at or below it must be in the
+        # fact. Rows whose landing transaction may still have been open during the build (landed in the last
+        # few minutes) are the next build's, by the model's late-landing lookback
         ex.append(
             _rows(
                 f"SELECT m.transaction_id, m.landed_seq FROM {t.master_transactions} m "
                 "LEFT JOIN {batch} f ON f.transaction_id = m.transaction_id "
                 "WHERE f.transaction_id IS NULL "
-                "AND m.landed_seq <= (SELECT max(w.landed_seq) FROM {batch} w)",
-                "fct_transactions holds every master transaction up to the batch watermark (landed_seq)",
+                "AND m.landed_seq <= (SELECT max(w.landed_seq) FROM {batch} w) "
+                f"AND m.landed_at < now() - interval '{commit} minutes'",
+                "row counts reconcile: fct_transactions holds every master transaction up to the batch "
+                "watermark (max landed_seq)",
                 CRITICAL,
             )
         )
@@ -216,30 +209,17 @@ def marts_suite(t: Targets, th: Thresholds, columns: Mapping[str, Sequence[str]]
         _rows(
             f"SELECT f.transaction_id FROM {{batch}} f LEFT JOIN {t.master_transactions} m "
             "ON m.transaction_id = f.transaction_id WHERE m.transaction_id IS NULL",
-            "every fct_transactions row comes from the master dataset",
+            "row counts reconcile: every fct_transactions row comes from the master dataset",
             CRITICAL,
         )
     )
-    for col in fct_cols:
-        dim = _dim_for(col, dims)
-        if dim is None:
-            continue
-        reads.append(dim)
-        ex.append(
-            _rows(
-                f"SELECT f.transaction_id, f.{col} FROM {{batch}} f LEFT JOIN {dim} d ON d.{col} = f.{col} "
-                f"WHERE f.{col} IS NOT NULL AND d.{col} IS NULL",
-                f"referential integrity: every fct_transactions.{col} exists in {dim}",
-                CRITICAL,
-            )
-        )
     return SuiteSpec(
         name="marts_fct_transactions",
         relation=fct,
         asset_key=SUITE_ASSETS["marts_fct_transactions"],
-        description="Star schema: fact reconciles with master up to the watermark; foreign keys resolve",
+        description="Star schema: the fact reconciles with master up to the batch watermark",
         expectations=ex,
-        reads=tuple(reads),
+        reads=tuple(dict.fromkeys(reads)),
     )
 
 
@@ -308,6 +288,33 @@ def ltv_suite(t: Targets, th: Thresholds, columns: Mapping[str, Sequence[str]]) 
     )
 
 
+def fk_suite(t: Targets, fk: ForeignKey) -> SuiteSpec:
+    """Referential integrity of one fact foreign key, attached to the dimension it points at.
+
+    One suite per dimension (not one for the whole star) because the dimensions are built *after* the fact
+    (their inferred members come from it): the check on `dim_x` runs once dim_x is built and blocks only
+    what reads dim_x.
+    """
+    dim = f"{t.marts_schema}.{fk.dim_model}"
+    col, dcol = fk.column, fk.dim_column
+    ex: list[Expectation] = [
+        _rows(
+            f"SELECT f.transaction_id, f.{col} FROM {{batch}} f LEFT JOIN {dim} d ON d.{dcol} = f.{col} "
+            f"WHERE f.{col} IS NOT NULL AND d.{dcol} IS NULL",
+            f"referential integrity: every {fk.model}.{col} exists in {fk.dim_model}.{dcol}",
+            CRITICAL,
+        )
+    ]
+    return SuiteSpec(
+        name=fk.suite_name,
+        relation=f"{t.marts_schema}.{fk.model}",
+        asset_key=fk.asset_key,
+        description=f"Referential integrity: {fk.model}.{col} -> {fk.dim_model}.{dcol}",
+        expectations=ex,
+        reads=(dim,),
+    )
+
+
 SuiteBuilder = Callable[[Targets, Thresholds, Mapping[str, Sequence[str]]], SuiteSpec]
 
 BUILDERS: dict[str, SuiteBuilder] = {
@@ -325,10 +332,15 @@ def build_suites(
     thresholds: Thresholds | None = None,
     columns: Mapping[str, Sequence[str]] | None = None,
     names: Sequence[str] | None = None,
+    foreign_keys: Sequence[ForeignKey] = (),
 ) -> list[SuiteSpec]:
-    """The suites named (all by default), for these relations, tolerances and introspected columns."""
+    """The suites named (all by default): the fixed ones plus one per declared fact foreign key."""
     t, th, cols = targets or Targets(), thresholds or Thresholds(), columns or {}
-    unknown = [n for n in names or () if n not in BUILDERS]
+    fk_by_name = {fk.suite_name: fk for fk in foreign_keys}
+    known = [*BUILDERS, *fk_by_name]
+    unknown = [n for n in names or () if n not in known]
     if unknown:
-        raise ValueError(f"unknown suite(s) {unknown}; known: {list(BUILDERS)}")
-    return [BUILDERS[n](t, th, cols) for n in (names or list(BUILDERS))]
+        raise ValueError(f"unknown suite(s) {unknown}; known: {known}")
+    return [
+        fk_suite(t, fk_by_name[n]) if n in fk_by_name else BUILDERS[n](t, th, cols) for n in (names or known)
+    ]
