@@ -149,6 +149,8 @@ def load_chargebacks(
 def input_example(enriched: pd.DataFrame, n: int = 5) -> pd.DataFrame:
     """A few rows of model input for MLflow (line_items as JSON text: a plain signature type)."""
     ex = enriched.head(n).copy()
+    # MLflow signatures only take tz-naive datetimes; the contract's form (ISO 8601 text) keeps the offset
+    ex["event_time"] = pd.to_datetime(ex["event_time"], utc=True).map(lambda t: t.isoformat())
     if "line_items" in ex.columns:
         ex["line_items"] = ex["line_items"].map(lambda v: v if isinstance(v, str) else json.dumps(v))
     return ex

@@ -33,7 +33,7 @@ import pandas as pd
 
 NS = 1_000_000_000
 CUSTOMER_WINDOWS = {"10m": 600, "1h": 3600, "24h": 86400}  # seconds
-TERMINAL_WINDOWS = {"1h": 3600, "24h": 86400}
+TERMINAL_WINDOWS = {"1h": 3600, "24h": 86400, "far_24h": 86400}  # far_24h: only far-from-home customers
 AMOUNT_HISTORY = 50  # the customer's "usual amount" = median / p95 of the last 50 amounts
 DEVICE_MEMORY = 20  # devices remembered per customer (most recently used)
 COUNTRY_MEMORY = 20
@@ -50,6 +50,7 @@ INPUT_COLUMNS = [
     "merchant_id",
     "terminal_id",
     "event_time",
+    "currency",
     "amount",
     "payment_method",
     "channel",
@@ -82,9 +83,38 @@ TERMINAL_CONTEXT_COLUMNS = [
     "term_count_24h",
     "term_amount_1h",
     "term_amount_24h",
+    "term_far_24h",
 ]
+FAR_FROM_HOME_KM = 500.0  # a terminal's customer this far from their usual location counts as "far"
 CHARGEBACK_CONTEXT_COLUMNS = ["term_chargebacks_7d", "cust_chargebacks_30d"]
 CONTEXT_COLUMNS = CUSTOMER_CONTEXT_COLUMNS + TERMINAL_CONTEXT_COLUMNS + CHARGEBACK_CONTEXT_COLUMNS
+# The currency a card from an IP's country is usually charged in (the contract's four currencies). A card
+# charged in USD from an IP in Nigeria or Germany is a cross-border payment: a classic risk signal that needs
+# no history, so it still speaks for a customer's very first transaction.
+EURO_COUNTRIES = {
+    "AT",
+    "BE",
+    "CY",
+    "DE",
+    "EE",
+    "ES",
+    "FI",
+    "FR",
+    "GR",
+    "HR",
+    "IE",
+    "IT",
+    "LT",
+    "LU",
+    "LV",
+    "MT",
+    "NL",
+    "PT",
+    "SI",
+    "SK",
+}
+COUNTRY_CURRENCY = {"US": "USD", "CA": "CAD", "GB": "GBP", **{c: "EUR" for c in EURO_COUNTRIES}}
+
 # columns a chargebacks frame needs (terminal_id comes from joining the disputed transaction)
 CHARGEBACK_COLUMNS = ["transaction_id", "customer_id", "terminal_id", "reported_at"]
 
@@ -106,6 +136,8 @@ FEATURE_COLUMNS = [
     "hour_share",
     "term_count_1h",
     "term_burst",
+    "term_far_24h",
+    "currency_mismatch",
     "term_chargebacks_7d",
     "cust_chargebacks_30d",
     "n_items",
@@ -333,25 +365,40 @@ def customer_context(
 
 
 def terminal_context(
-    tx: pd.DataFrame, state: dict[str, TerminalState] | None = None
+    tx: pd.DataFrame,
+    state: dict[str, TerminalState] | None = None,
+    home_distance_km: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict[str, TerminalState]]:
-    """Per-terminal recent volume of each row from earlier rows only."""
+    """Per-terminal recent volume of each row from earlier rows only.
+
+    `home_distance_km` (customer_context's cust_home_distance_km, aligned to tx) marks customers far from
+    their usual location; a skimmed store terminal suddenly serves many of them.
+    """
     state = {} if state is None else state
+    far = (
+        np.zeros(len(tx), dtype=bool)
+        if home_distance_km is None
+        else np.nan_to_num(home_distance_km) > FAR_FROM_HOME_KM
+    )
     t_ns = _utc_ns(tx["event_time"])
     cents = _cents(tx["amount"])
     term = tx["terminal_id"].astype(str).to_numpy()
     out = np.full((len(tx), len(TERMINAL_CONTEXT_COLUMNS)), np.nan)
-    nw = len(TERMINAL_WINDOWS)
     for i in _walk_order(tx, t_ns):
         t = int(t_ns[i])
         st = state.get(term[i])
         if st is None:
             st = state[term[i]] = TerminalState()
-        for j, w in enumerate(st.windows.values()):
+        w1, w24, wfar = st.windows["1h"], st.windows["24h"], st.windows["far_24h"]
+        for w in (w1, w24, wfar):
             w.expire(t)
-            out[i, j] = len(w.times)
-            out[i, nw + j] = w.total / 100.0
-            w.add(t, int(cents[i]))
+        out[i, 0], out[i, 1] = len(w1.times), len(w24.times)
+        out[i, 2], out[i, 3] = w1.total / 100.0, w24.total / 100.0
+        out[i, 4] = len(wfar.times)
+        w1.add(t, int(cents[i]))
+        w24.add(t, int(cents[i]))
+        if far[i]:
+            wfar.add(t, int(cents[i]))
     return pd.DataFrame(out, columns=TERMINAL_CONTEXT_COLUMNS, index=tx.index), state
 
 
@@ -423,7 +470,7 @@ def history_context(
     if len(tx) == 0:
         return tx.assign(**{c: pd.Series(dtype=float) for c in CONTEXT_COLUMNS}), state
     cust, state.customers = customer_context(tx, state.customers)
-    term, state.terminals = terminal_context(tx, state.terminals)
+    term, state.terminals = terminal_context(tx, state.terminals, cust["cust_home_distance_km"].to_numpy())
     cb = chargeback_context(tx, chargebacks)
     enriched = pd.concat([tx, cust, term, cb], axis=1)
     return enriched, state
@@ -439,6 +486,15 @@ def _n_items(line_items: pd.Series) -> np.ndarray:
         return float(sum(int(it.get("quantity", 1)) for it in items)) if len(items) else 1.0
 
     return np.fromiter((count(x) for x in line_items), dtype=float, count=len(line_items))
+
+
+def _currency_mismatch(e: pd.DataFrame) -> np.ndarray:
+    if "currency" not in e.columns:
+        return np.zeros(len(e))
+    # the IP's country does not use the charged currency (an IP without a country is no evidence either way)
+    country = e["ip_country"].fillna("").astype(str)
+    expected = country.map(COUNTRY_CURRENCY).fillna("other")
+    return ((country != "") & (expected != e["currency"].astype(str))).to_numpy(dtype=float)
 
 
 def derive_features(enriched: pd.DataFrame) -> pd.DataFrame:
@@ -482,6 +538,8 @@ def derive_features(enriched: pd.DataFrame) -> pd.DataFrame:
         "term_count_1h": t1,
         # last hour against the terminal's hourly average over the day: a burst of activity
         "term_burst": (t1 + 1.0) / (t24 / 24.0 + 1.0),
+        "term_far_24h": e["term_far_24h"].astype(float).fillna(0).to_numpy(),
+        "currency_mismatch": _currency_mismatch(e),
         "term_chargebacks_7d": e["term_chargebacks_7d"].astype(float).fillna(0).to_numpy(),
         "cust_chargebacks_30d": e["cust_chargebacks_30d"].astype(float).fillna(0).to_numpy(),
         "n_items": n_items,

@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
+from threadpoolctl import threadpool_limits
 
 from ml.features import FEATURE_COLUMNS, derive_features
 
@@ -73,6 +74,11 @@ class FraudScorer(BaseEstimator):
 
     # --- fitting
     def fit(self, X: pd.DataFrame | np.ndarray, y: np.ndarray | None = None) -> FraudScorer:
+        # one OpenMP thread: on a shared 2-core box, oversubscribed threads made the boosting 15x slower
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return self._fit(X, y)
+
+    def _fit(self, X: pd.DataFrame | np.ndarray, y: np.ndarray | None = None) -> FraudScorer:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
         Xa = np.asarray(X, dtype=float)
@@ -118,7 +124,15 @@ class FraudScorer(BaseEstimator):
 
     def score_samples(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Fraud score in [0, 1] per row, higher = more suspicious."""
-        Xa = np.asarray(X, dtype=float)
+        if isinstance(X, pd.DataFrame) and list(X.columns) != self.feature_names_:
+            # a model keeps scoring after the feature code gained columns: it reads the ones it was fitted on
+            X = X[self.feature_names_]
+        if self.variant == "iforest":
+            return self._score(np.asarray(X, dtype=float))
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return self._score(np.asarray(X, dtype=float))
+
+    def _score(self, Xa: np.ndarray) -> np.ndarray:
         if self.variant == "iforest":
             return np.clip(self._forest_score(Xa), 0.0, 1.0)
         if self.variant == "blend":

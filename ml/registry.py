@@ -218,7 +218,7 @@ def ensure_bootstrap_champion(
         from ml.data import simulated_history
         from ml.train import TrainConfig, train
 
-        params = {"seed": 7, "n_customers": 2000, "n_products": 300, "n_merchants": 50, "days": 60, **sim}
+        params = {"seed": 7, "n_customers": 20000, "n_products": 300, "n_merchants": 50, "days": 60, **sim}
         tx, cb = simulated_history(**params)
         result = train(
             tx, cb, TrainConfig(source=f"bootstrap: simulator {params}"), settings=s, model_name=name

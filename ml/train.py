@@ -46,7 +46,7 @@ class TrainConfig:
     train_days: float | None = None
     valid_days: float | None = None
     holdout_days: float | None = None
-    label_delay_days: float = 7.0
+    label_delay_days: float = 14.0  # chargebacks arrive days later; the simulator: 1 + Gamma(2, 3.5) days
     # alert budget: investigators' daily review capacity; None = `alert_budget_share` of the daily volume
     alerts_per_day: float | None = None
     alert_budget_share: float = 0.02
