@@ -231,10 +231,14 @@ class ShopSimulator:
             horizon = day_utc + DAY_MS - MAX_TZ_EAST_HOURS * HOUR_MS
             cut = int(np.searchsorted(plan.t, horizon))
             ready, carry = plan.take(np.arange(cut)), plan.take(np.arange(cut, len(plan)))
-            if max_events is not None and emitted + len(ready) > max_events:
-                ready = ready.take(np.arange(max_events - emitted))
             if len(ready):
+                # render the whole day before capping, so a capped run is a prefix of the uncapped one
                 events, labels = self._render(rng, ready, prefix)
+                if max_events is not None and emitted + len(events) > max_events:
+                    keep = max_events - emitted
+                    for ev in events[keep:]:
+                        self.ground_truth.pop(ev["transaction_id"], None)
+                    events, labels = events[:keep], labels[:keep]
                 emitted += len(events)
                 yield events, labels
             if (max_events is not None and emitted >= max_events) or horizon >= self.end_ms:

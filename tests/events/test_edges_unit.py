@@ -1,0 +1,162 @@
+"""Pure tests of the edges: replay row conversion, partitioning, label outbox, CLI errors (no services)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kafka.partitioner.default import DefaultPartitioner
+
+from ecom.cli import main
+from ecom.errors import EcomError
+from streaming.contract import validate_chargeback, validate_transaction
+from streaming.producer import LabelOutbox, dead_letter_record, partition_for_key
+from streaming.replay import ColumnMapping, convert_rows, read_table
+
+MAPPING = ColumnMapping(
+    {
+        "customer": "cust",
+        "merchant": "shop",
+        "amount": "amt",
+        "timestamp": "ts",
+        "product": "sku",
+        "label": "fraud",
+    }
+)
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows).astype(str)
+
+
+def test_replay_rows_become_contract_events_and_bad_rows_keep_their_line_numbers():
+    df = _frame(
+        [
+            {
+                "cust": "c1",
+                "shop": "m1",
+                "amt": "12.50",
+                "ts": "2025-05-01 10:00:00",
+                "sku": "p1",
+                "fraud": "0",
+            },
+            {
+                "cust": "c2",
+                "shop": "m1",
+                "amt": "abc",
+                "ts": "2025-05-01 10:01:00",
+                "sku": "p2",
+                "fraud": "0",
+            },
+            {"cust": "c3", "shop": "m2", "amt": "99", "ts": "2025-05-01 09:00:00", "sku": "p3", "fraud": "1"},
+            {"cust": "", "shop": "m2", "amt": "5", "ts": "2025-05-01 11:00:00", "sku": "p3", "fraud": "0"},
+            {"cust": "c4", "shop": "m2", "amt": "-3", "ts": "2025-05-01 11:00:00", "sku": "p3", "fraud": "0"},
+            {"cust": "c5", "shop": "m2", "amt": "7", "ts": "yesterday-ish", "sku": "p3", "fraud": "0"},
+        ]
+    )
+    good, bad = convert_rows(df, MAPPING, first_line=2, file_key="k", label_delay_days=30)
+    assert [line for line, _, _ in good] == [4, 2]  # sorted by event time
+    assert all(validate_transaction(ev) == [] for _, ev, _ in good)
+    by_line = {line: reason for line, _, reason in bad}
+    assert set(by_line) == {3, 5, 6, 7}
+    assert "amount" in by_line[3] and "customer" in by_line[5] and "amount" in by_line[6]
+    assert "timestamp" in by_line[7]
+    raw_of_3 = next(raw for line, raw, _ in bad if line == 3)
+    assert raw_of_3["amt"] == "abc"  # the raw row travels with the reason
+    label = next(lab for line, _, lab in good if line == 4)
+    assert validate_chargeback(label) == []
+    assert datetime.fromisoformat(label["reported_at"]) - datetime.fromisoformat(
+        good[0][1]["event_time"]
+    ) == (timedelta(days=30))
+    assert next(lab for line, _, lab in good if line == 2) is None
+
+
+def test_replay_ids_are_stable_and_naive_times_use_the_mapping_timezone():
+    df = _frame(
+        [{"cust": "c1", "shop": "m1", "amt": "1", "ts": "2025-05-01 10:00:00", "sku": "p", "fraud": "0"}]
+    )
+    berlin = ColumnMapping(dict(MAPPING.columns), timezone="Europe/Berlin")
+    (_, ev, _), *_ = convert_rows(df, berlin, 2, "abc", 30)[0]
+    assert ev["transaction_id"] == "replay-abc-2"
+    assert datetime.fromisoformat(ev["event_time"]) == datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
+
+
+def test_mapping_yaml_and_missing_columns_are_reported(tmp_path: Path):
+    (tmp_path / "m.yaml").write_text(
+        "customer: cust\namount: amt\ntimestamp: ts\ndefaults:\n  currency: EUR\n"
+    )
+    mapping = ColumnMapping.from_yaml(tmp_path / "m.yaml")
+    assert mapping.defaults["currency"] == "EUR"
+    with pytest.raises(EcomError, match="no column"):
+        mapping.check(["cust", "amt"], "f.csv")
+    (tmp_path / "bad.yaml").write_text("customer: cust\nwho: x\n")
+    with pytest.raises(EcomError, match="unknown keys"):
+        ColumnMapping.from_yaml(tmp_path / "bad.yaml")
+    with pytest.raises(EcomError, match="no column"):
+        ColumnMapping({"customer": "c"}).check(["c"], "f.csv")
+
+
+def test_read_table_errors_are_one_clear_line(tmp_path: Path):
+    with pytest.raises(EcomError, match="does not exist"):
+        read_table(tmp_path / "nope.csv")
+    (tmp_path / "x.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(EcomError, match="cannot read"):
+        read_table(tmp_path / "x.parquet")
+    pd.DataFrame({"a": [1.5, None]}).to_parquet(tmp_path / "ok.parquet")
+    df, first = read_table(tmp_path / "ok.parquet")
+    assert first == 1 and df.a.iloc[1] is None
+
+
+def test_partition_for_key_matches_kafkas_default_partitioner():
+    class Cluster:
+        def topics(self):
+            return {"t"}
+
+        def partitions_for_topic(self, topic):
+            return set(range(6))
+
+        def available_partitions_for_topic(self, topic):
+            return set(range(6))
+
+    part = DefaultPartitioner()
+    for key in (b"C000001", b"C000002", b"abc", b"C019999"):
+        assert partition_for_key(key, 6) == part.partition("t", key, key, None, None, Cluster())
+
+
+def test_label_outbox_releases_due_labels_and_keeps_the_rest(tmp_path: Path):
+    box = LabelOutbox(tmp_path / "out.jsonl")
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    for days in (-3, -1, 2, 5):
+        box.add({"transaction_id": f"t{days}", "reported_at": (now + timedelta(days=days)).isoformat()})
+    due, pending = box.release_due(now)
+    assert [x["transaction_id"] for x in due] == ["t-3", "t-1"] and pending == 2
+    again = LabelOutbox(tmp_path / "out.jsonl")
+    due, pending = again.release_due(now + timedelta(days=3))
+    assert [x["transaction_id"] for x in due] == ["t2"] and pending == 1
+
+
+def test_dead_letter_record_keeps_raw_and_reason():
+    rec = dead_letter_record({"amt": "abc"}, "amount: not a number", "replay:f.csv", line=7)
+    assert rec["raw"] == {"amt": "abc"} and rec["line"] == 7 and rec["reason"].startswith("amount")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["generate", "--rate", "-5"], "must be >= 0"),
+        (["generate", "--events", "zero"], "not a whole number"),
+        (["generate", "--days", "10", "--duration", "5", "--no-reference"], "exclude each other"),
+        (["replay", "/nonexistent/file.csv", "--customer-col", "c"], "does not exist"),
+    ],
+)
+def test_cli_bad_input_is_one_line(argv, needle, capsys):
+    code = None
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse exits for bad flag values
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert needle in err and len(err.splitlines()) == 1

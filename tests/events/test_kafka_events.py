@@ -1,0 +1,297 @@
+"""Events into the real Kafka broker (and reference data into the real Postgres).
+
+Every test creates its own uniquely named topics (6 partitions) and only looks at what it produced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from ecom.cli import main
+from ecom.db import connect
+from ecom.errors import EcomError
+from streaming.producer import EventProducer, partition_for_key
+from streaming.replay import ColumnMapping, replay_file
+from streaming.simulator import SCENARIOS, ShopSimulator, SimConfig
+from streaming.simulator.reference import write_reference
+
+pytestmark = pytest.mark.stack
+PARTITIONS = 6
+
+
+@pytest.fixture
+def topics(stack):
+    """Three fresh topics (transactions, labels, dead letters), deleted afterwards."""
+    names = {k: f"test-events-{k}-{uuid.uuid4().hex[:8]}" for k in ("tx", "labels", "dlq")}
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap_servers)
+    admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names.values()])
+    yield names
+    admin.delete_topics(list(names.values()))
+    admin.close()
+
+
+def consume(settings, topic: str, expected: int | None = None, timeout_s: float = 30) -> list:
+    """Every record of `topic` from the beginning (stops at `expected` records or when the topic is drained)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    end = consumer.end_offsets(parts)
+    records = []
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
+    while datetime.now(UTC) < deadline:
+        for batch in consumer.poll(timeout_ms=500).values():
+            records.extend(batch)
+        if expected is not None and len(records) >= expected:
+            break
+        if all(consumer.position(tp) >= end[tp] for tp in parts):
+            break
+    consumer.close()
+    return records
+
+
+def test_produced_equals_consumed_and_keys_pick_the_partition(stack, topics):
+    sim = ShopSimulator(SimConfig(seed=21, n_customers=800, n_products=120, n_merchants=20, days=20))
+    events = [e for e, _ in sim.history()]
+    with EventProducer(
+        stack,
+        topic=topics["tx"],
+        labels_topic=topics["labels"],
+        dead_letter_topic=topics["dlq"],
+        validate="all",
+    ) as producer:
+        producer.send_events(events)
+        producer.flush()
+        assert producer.stats.events == len(events) and producer.stats.dead_letters == 0
+    records = consume(stack, topics["tx"], expected=len(events))
+    assert len(records) == len(events)
+    assert sorted(orjson.loads(r.value)["transaction_id"] for r in records) == sorted(
+        e["transaction_id"] for e in events
+    )
+    partitions_of = defaultdict(set)
+    for r in records:
+        value = orjson.loads(r.value)
+        assert r.key.decode() == value["customer_id"]
+        partitions_of[value["customer_id"]].add(r.partition)
+    assert all(len(p) == 1 for p in partitions_of.values())
+    assert all(p == {partition_for_key(c.encode(), PARTITIONS)} for c, p in partitions_of.items())
+    assert (
+        len({next(iter(p)) for p in partitions_of.values()}) == PARTITIONS
+    )  # keys spread over all partitions
+    # per customer, the order of the partition is the order of production (event time)
+    by_customer = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        by_customer[r.key].append(orjson.loads(r.value)["event_time"])
+    assert all(ts == sorted(ts) for ts in by_customer.values())
+
+
+def test_cli_history_same_seed_same_events_exact_count_and_delayed_labels(stack, topics, tmp_path: Path):
+    start = (datetime.now(UTC) - timedelta(days=75)).date().isoformat()
+    argv = [
+        "generate",
+        "--days",
+        "60",
+        "--start",
+        start,
+        "--customers",
+        "1200",
+        "--products",
+        "150",
+        "--merchants",
+        "25",
+        "--seed",
+        "77",
+        "--fraud-rate",
+        "3",
+        "--no-reference",
+        "--quiet",
+        "--json",
+        "--topic",
+        topics["tx"],
+        "--labels-topic",
+        topics["labels"],
+        "--dead-letter-topic",
+        topics["dlq"],
+        "--shop-file",
+        str(tmp_path / "shop.json"),
+        "--outbox",
+        str(tmp_path / "outbox.jsonl"),
+    ]
+    assert main(argv) == 0
+    first = consume(stack, topics["tx"])
+    assert len(first) > 2000
+    labels = [orjson.loads(r.value) for r in consume(stack, topics["labels"])]
+    # the history ended 15 days ago, so every chargeback of it (delays of days) has come due and been published
+    event_time = {orjson.loads(r.value)["transaction_id"]: orjson.loads(r.value)["event_time"] for r in first}
+    scenarios = Counter()
+    for lab in labels:
+        delay = datetime.fromisoformat(lab["reported_at"]) - datetime.fromisoformat(
+            event_time[lab["transaction_id"]]
+        )
+        assert delay >= timedelta(days=1)
+        scenarios[lab["fraud_scenario"]] += 1
+    assert set(scenarios) == set(SCENARIOS)
+    pending = (tmp_path / "outbox.jsonl").read_text().splitlines()
+    assert all(datetime.fromisoformat(json.loads(x)["reported_at"]) > datetime.now(UTC) for x in pending)
+
+    # same seed and window again, capped at exactly N events: the same first N events, byte for byte
+    n = 1500
+    again = f"test-events-again-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap_servers)
+    admin.create_topics([NewTopic(again, PARTITIONS, 1)])
+    try:
+        argv2 = [a if a != topics["tx"] else again for a in argv] + ["--events", str(n)]
+        assert main(argv2) == 0
+        second = consume(stack, again, expected=n)
+    finally:
+        admin.delete_topics([again])
+        admin.close()
+    assert len(second) == n
+    first_values = sorted(r.value for r in first)
+    second_values = sorted(r.value for r in second)
+    first_by_id = {orjson.loads(v)["transaction_id"]: v for v in first_values}
+    assert all(first_by_id[orjson.loads(v)["transaction_id"]] == v for v in second_values)
+
+
+def test_cli_live_exact_event_count(stack, topics, tmp_path: Path):
+    argv = [
+        "generate",
+        "--events",
+        "3000",
+        "--rate",
+        "0",
+        "--seed",
+        "5",
+        "--customers",
+        "500",
+        "--no-reference",
+        "--quiet",
+        "--topic",
+        topics["tx"],
+        "--labels-topic",
+        topics["labels"],
+        "--dead-letter-topic",
+        topics["dlq"],
+        "--shop-file",
+        str(tmp_path / "shop.json"),
+        "--outbox",
+        str(tmp_path / "outbox.jsonl"),
+    ]
+    assert main(argv) == 0
+    records = consume(stack, topics["tx"], expected=3000)
+    assert len(records) == 3000
+    times = [datetime.fromisoformat(orjson.loads(r.value)["event_time"]) for r in records]
+    assert max(times) <= datetime.now(UTC) and min(times) > datetime.now(UTC) - timedelta(minutes=5)
+
+
+def test_replay_csv_with_a_bad_row(stack, topics, tmp_path: Path):
+    csv = tmp_path / "real.csv"
+    csv.write_text(
+        "tx,cust,term,amount,when,sku,is_fraud\n"
+        "a1,u1,t1,10.00,2025-02-01T10:00:00Z,s1,0\n"
+        "a2,u2,t1,not-a-number,2025-02-01T10:05:00Z,s2,0\n"
+        "a3,u1,t2,250.40,2025-02-01T10:07:00Z,s3,1\n"
+        "a4,u3,t2,5.5,2025-02-01T11:00:00Z,,0\n"
+    )
+    mapping = ColumnMapping(
+        {
+            "transaction_id": "tx",
+            "customer": "cust",
+            "terminal": "term",
+            "merchant": "term",
+            "amount": "amount",
+            "timestamp": "when",
+            "product": "sku",
+            "label": "is_fraud",
+        }
+    )
+    report = replay_file(
+        csv,
+        mapping,
+        topic=topics["tx"],
+        labels_topic=topics["labels"],
+        dead_letter_topic=topics["dlq"],
+        settings=stack,
+    )
+    assert report.delivered == 3 and report.labels == 1
+    assert [line for line, _ in report.bad_rows] == [3]
+    delivered = [orjson.loads(r.value) for r in consume(stack, topics["tx"], expected=3)]
+    assert sorted(e["transaction_id"] for e in delivered) == ["a1", "a3", "a4"]
+    dead = [orjson.loads(r.value) for r in consume(stack, topics["dlq"], expected=1)]
+    assert len(dead) == 1
+    assert (
+        dead[0]["line"] == 3 and dead[0]["raw"]["amount"] == "not-a-number" and "amount" in dead[0]["reason"]
+    )
+    labels = [orjson.loads(r.value) for r in consume(stack, topics["labels"], expected=1)]
+    assert [lab["transaction_id"] for lab in labels] == ["a3"]
+
+
+def test_cli_replay_reports_bad_lines(stack, topics, tmp_path: Path, capsys):
+    csv = tmp_path / "r.csv"
+    csv.write_text("c,a,t\nu1,1.5,2025-01-01 00:00:00\nu2,,2025-01-01 00:01:00\n")
+    code = main(
+        [
+            "replay",
+            str(csv),
+            "--customer-col",
+            "c",
+            "--amount-col",
+            "a",
+            "--timestamp-col",
+            "t",
+            "--quiet",
+            "--topic",
+            topics["tx"],
+            "--labels-topic",
+            topics["labels"],
+            "--dead-letter-topic",
+            topics["dlq"],
+        ]
+    )
+    assert code == 0
+    err = capsys.readouterr().err
+    assert f"{csv}:3: amount" in err
+    assert len(consume(stack, topics["dlq"], expected=1)) == 1
+
+
+def test_reference_data_upserts_and_only_real_changes_move_updated_at(stack):
+    ns = f"t{uuid.uuid4().hex[:6]}_"
+    sim = ShopSimulator(
+        SimConfig(seed=4, n_customers=50, n_products=40, n_merchants=5, days=10, namespace=ns)
+    )
+    first = write_reference(sim, stack)
+    assert first == {"customers": 50, "products": 40, "merchants": 5, "terminals": len(sim.terminals)}
+    assert write_reference(sim, stack) == {"customers": 0, "products": 0, "merchants": 0, "terminals": 0}
+    cid = sim.customers.customer_id.iloc[0]
+    with connect(stack) as conn:
+        before = conn.execute(
+            "SELECT updated_at FROM reference.customers WHERE customer_id = %s", [cid]
+        ).fetchone()
+    sim.customers.loc[0, "home_city"] = "Somewhere New"
+    assert write_reference(sim, stack)["customers"] == 1
+    with connect(stack) as conn:
+        row = conn.execute(
+            "SELECT home_city, updated_at FROM reference.customers WHERE customer_id = %s", [cid]
+        ).fetchone()
+        n = conn.execute(
+            "SELECT count(*) FROM reference.products WHERE product_id LIKE %s", [ns + "%"]
+        ).fetchone()
+    assert row[0] == "Somewhere New" and row[1] > before[0]
+    assert n[0] == 40
+
+
+def test_unreachable_broker_is_one_clear_error(stack):
+    bad = dataclasses.replace(stack, kafka=dataclasses.replace(stack.kafka, bootstrap_servers="127.0.0.1:1"))
+    with pytest.raises(EcomError) as err:
+        EventProducer(bad)
+    assert "127.0.0.1:1" in str(err.value) and "ecom up" in str(err.value)
