@@ -202,7 +202,8 @@ def expected_spend(params: GammaGammaParams, x: np.ndarray, m: np.ndarray) -> np
 def predict_ltv(
     summary: pd.DataFrame, bg: BgNbdParams, gg: GammaGammaParams, horizons: tuple[int, ...] = (90, 365)
 ) -> pd.DataFrame:
-    """Per customer: p_alive, expected purchases and (undiscounted) value over each horizon in days."""
+    """Per customer: repeat_purchases (x), recency_days (t_x), age_days (T), monetary_value, p_alive,
+    expected_avg_spend, and expected purchases and (undiscounted) value over each horizon in days."""
     x, t_x, T = (summary[c].to_numpy(float) for c in ("frequency", "recency", "T"))
     m = summary["monetary_value"].to_numpy(float)
     out = summary[["customer_id", "frequency", "recency", "T", "monetary_value"]].copy()
@@ -213,7 +214,8 @@ def predict_ltv(
         out[f"predicted_value_{h}d"] = out[f"expected_purchases_{h}d"] * out["expected_avg_spend"]
     num = out.select_dtypes("number").columns
     out[num] = out[num].round(6)
-    return out
+    # table-friendly names (a capital "T" would need quoting in every SQL query)
+    return out.rename(columns={"frequency": "repeat_purchases", "recency": "recency_days", "T": "age_days"})
 
 
 def holdout_validation(

@@ -1,0 +1,229 @@
+"""Customer analytics as Dagster assets downstream of the marts: RFM segments, cohorts, lifetime value and
+recommendations, each written to the `analytics` schema by an atomic table swap.
+
+The computations are the pure functions of the `analytics` package (the same code path as
+`ecom analytics --from-csv`); these assets only read the warehouse, call them and write the tables.
+"""
+
+import dagster as dg
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+)  # no `from __future__ import annotations` here: Dagster checks the hint
+
+from analytics import cohorts, io, pipeline, recommend, rfm
+from orchestration.resources import MlflowResource, PostgresResource
+
+GROUP = "analytics"
+OWNERS = ["team:analytics"]
+MARTS_LINES = dg.AssetKey(["marts", "fct_order_lines"])
+MARTS_TRANSACTIONS = dg.AssetKey(["marts", "fct_transactions"])
+MARTS_PRODUCTS = dg.AssetKey(["marts", "dim_product"])
+
+
+def key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["analytics", table])
+
+
+class AnalyticsSource(dg.ConfigurableResource):
+    """Where the analytics assets read and write. Defaults: the marts (falling back to the master dataset
+    while they are not built) and the `analytics` schema; tests point them at their own relations."""
+
+    lines_table: str = ""  # any relation with customer_id, order_id, order_time, amount, product_id, quantity
+    products_table: str = ""  # default marts.dim_product, else reference.products
+    target_schema: str = "analytics"
+    holdout_days: int = 90  # lifetime value: fit on all but the last N days, validate on them
+    log_to_mlflow: bool = True
+
+    def lines(self, pg: PostgresResource) -> tuple[pd.DataFrame, str]:
+        with pg.connect() as conn:
+            df, src = io.read_lines_from_db(conn, self.lines_table or None)
+        if df.empty:
+            raise dg.Failure(
+                f"no transactions in {src}; land some (ecom simulate / ecom batch) before refreshing"
+            )
+        return df, src
+
+    def products(self, pg: PostgresResource) -> pd.DataFrame | None:
+        with pg.connect() as conn:
+            return io.read_products_from_db(conn, self.products_table or None)
+
+    def write(self, pg: PostgresResource, table: str, df: pd.DataFrame, comment: str) -> dg.MaterializeResult:
+        with pg.connect() as conn:
+            n = io.replace_table(conn, self.target_schema, table, df, comment)
+        return dg.MaterializeResult(
+            asset_key=key(table),
+            metadata={
+                "dagster/row_count": n,
+                "dagster/relation_identifier": f"{self.target_schema}.{table}",
+            },
+        )
+
+    def read(self, pg: PostgresResource, table: str) -> pd.DataFrame:
+        with pg.connect() as conn:
+            return io.read_table(conn, self.target_schema, table)
+
+
+def _spec(table: str, description: str, deps: list[dg.AssetKey]) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key(table),
+        deps=deps,
+        description=description,
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"python", "postgres"},
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(
+            "rfm_customers",
+            "One row per customer: recency, frequency, monetary, their quintile scores and the RFM segment.",
+            [MARTS_TRANSACTIONS, MARTS_LINES],
+        ),
+        _spec(
+            "rfm_segments",
+            "The actionable-insights table: size, revenue and recommended action of each of the 11 RFM segments.",
+            [MARTS_TRANSACTIONS, MARTS_LINES],
+        ),
+    ],
+    name="rfm",
+)
+def rfm_assets(context: AssetExecutionContext, postgres: PostgresResource, analytics_source: AnalyticsSource):
+    lines, src = analytics_source.lines(postgres)
+    scores, segments = pipeline.compute_rfm(lines)
+    context.log.info(f"RFM on {len(lines)} lines / {len(scores)} customers from {src}")
+    yield analytics_source.write(
+        postgres, "rfm_customers", scores, f"RFM scores and segment per customer ({src})"
+    )
+    yield analytics_source.write(postgres, "rfm_segments", segments, "RFM segments: size, revenue, action")
+
+
+@dg.asset(
+    key=key("cohort_retention"),
+    deps=[MARTS_TRANSACTIONS, MARTS_LINES],
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"python", "postgres"},
+    description="Monthly acquisition cohorts x months since first purchase: customer and revenue retention.",
+)
+def cohort_retention(postgres: PostgresResource, analytics_source: AnalyticsSource) -> dg.MaterializeResult:
+    lines, src = analytics_source.lines(postgres)
+    table = cohorts.cohort_retention(lines)
+    return analytics_source.write(postgres, "cohort_retention", table, f"Cohort retention ({src})")
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(
+            "customer_ltv",
+            "Per customer: BG/NBD probability alive and expected purchases, Gamma-Gamma spend, predicted value "
+            "over 90 and 365 days.",
+            [MARTS_TRANSACTIONS, MARTS_LINES, key("rfm_customers")],
+        ),
+        _spec(
+            "clv_params",
+            "Fitted BG/NBD (r, alpha, a, b) and Gamma-Gamma (p, q, v) parameters with the hold-out errors.",
+            [MARTS_TRANSACTIONS, MARTS_LINES],
+        ),
+    ],
+    name="lifetime_value",
+)
+def lifetime_value_assets(
+    context: AssetExecutionContext,
+    postgres: PostgresResource,
+    mlflow: MlflowResource,
+    analytics_source: AnalyticsSource,
+):
+    lines, src = analytics_source.lines(postgres)
+    last_day = lines["order_time"].max().normalize()
+    calibration_end = last_day - pd.Timedelta(days=analytics_source.holdout_days)
+    if calibration_end <= lines["order_time"].min().normalize():
+        calibration_end = None  # history shorter than the hold-out: fit on everything, no validation
+    scores = analytics_source.read(postgres, "rfm_customers")
+    ltv, params, validation = pipeline.compute_ltv(lines, calibration_end, scores)
+    row = {**params, **({f"holdout_{k}": v for k, v in validation.items()} if validation else {})}
+    context.log.info(f"lifetime value: {params}; validation: {validation}")
+    if analytics_source.log_to_mlflow:
+        from analytics import tracking
+
+        run_id = tracking.log_refresh(
+            {"clv_params": params, **({"clv_validation": validation} if validation else {})},
+            None,
+            source=f"dagster:{src}",
+            tracking_uri=mlflow.tracking_uri,
+            run_name="clv_refresh",
+        )
+        row["mlflow_run_id"] = run_id
+    yield analytics_source.write(postgres, "customer_ltv", ltv, f"Customer lifetime value ({src})")
+    yield analytics_source.write(
+        postgres, "clv_params", pd.DataFrame([row]), "Fitted lifetime-value parameters"
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(
+            "recs_item_item",
+            "Item-item collaborative filtering: top similar products by cosine.",
+            [MARTS_LINES],
+        ),
+        _spec(
+            "recs_content",
+            "Content-based similar products (category, brand, price band, attributes).",
+            [MARTS_PRODUCTS],
+        ),
+        _spec(
+            "recs_fbt",
+            "Frequently bought together: pair rules with support, confidence, lift.",
+            [MARTS_LINES],
+        ),
+        _spec(
+            "recs_personalized",
+            "Top-10 products per customer blending CF, content and FBT, segment-popularity fallback.",
+            [MARTS_LINES, MARTS_PRODUCTS, key("rfm_customers")],
+        ),
+        _spec(
+            "recs_evaluation",
+            "Offline evaluation (last basket held out): hit rate, precision, recall @10, catalog coverage vs "
+            "a popularity baseline.",
+            [MARTS_LINES, MARTS_PRODUCTS],
+        ),
+    ],
+    name="recommendations",
+)
+def recommendation_assets(
+    context: AssetExecutionContext,
+    postgres: PostgresResource,
+    mlflow: MlflowResource,
+    analytics_source: AnalyticsSource,
+):
+    lines, src = analytics_source.lines(postgres)
+    lines = lines[lines["product_id"].notna()] if "product_id" in lines.columns else lines.iloc[0:0]
+    products = analytics_source.products(postgres)
+    scores = analytics_source.read(postgres, "rfm_customers")
+    cfg = recommend.RecConfig()
+    tables = recommend.recommendation_tables(lines, products, scores, cfg)
+    tables["recs_evaluation"] = recommend.evaluate(lines, products, lambda train: rfm.rfm_scores(train), cfg)
+    if "recs_content" not in tables:  # no catalogue: keep the table's shape, empty
+        tables["recs_content"] = pd.DataFrame(
+            columns=["product_id", "similar_product_id", "similarity", "rank"]
+        )
+    context.log.info("recommendation evaluation:\n" + tables["recs_evaluation"].to_string(index=False))
+    if analytics_source.log_to_mlflow:
+        from analytics import tracking
+
+        tracking.log_refresh(
+            {},
+            tables["recs_evaluation"],
+            source=f"dagster:{src}",
+            tracking_uri=mlflow.tracking_uri,
+            run_name="recs_refresh",
+        )
+    for name in ("recs_item_item", "recs_content", "recs_fbt", "recs_personalized", "recs_evaluation"):
+        yield analytics_source.write(postgres, name, tables[name], f"Recommendations: {name} ({src})")
+
+
+ASSETS = [rfm_assets, cohort_retention, lifetime_value_assets, recommendation_assets]
+ANALYTICS_TABLES = [*pipeline.TABLES, "clv_params"]
