@@ -2,11 +2,11 @@
 
 Steps (each one is the same command a user would run, so the demo exercises the real code paths):
   1. history   `ecom generate --days D --customers C`      simulated months of shop history into Kafka
-  2. land      `ecom land --once`                            Kafka -> append-only master dataset
+  2. land      `ecom land`                            Kafka -> append-only master dataset
   3. batch     `ecom batch`                                  dbt star schema + serving views via Dagster
   4. train     `ecom train`                                  Isolation Forest in MLflow, gated champion
   5. live      `ecom stream` (background) + `ecom generate --rate R --duration S`
-  6. refresh   `ecom land --once` + `ecom batch`             every asset (analytics, quality) on the new data
+  6. refresh   `ecom land` + `ecom batch`             every asset (analytics, quality) on the new data
   7. summary   events, alerts with reasons, segments, model metrics, URLs
 A step that finished is recorded under .local/demo/ and skipped on the next run; every write in the
 platform is idempotent (transaction ids are keys), so a re-run never duplicates data.
@@ -225,12 +225,12 @@ def run_demo(args: argparse.Namespace) -> int:
         log,
         f,
     )
-    _step(s, "land-history", "land the history into the master dataset", ["land", "--once"], log, f)
+    _step(s, "land-history", "land the history into the master dataset", ["land"], log, f)
     _step(s, "batch-history", "build the batch layer (dbt via Dagster)", ["batch"], log, f)
     _step(s, "train", "train the first champion", ["train"], log, f)
     if args.live_seconds > 0:
         _live(s, args.rate, args.live_seconds, log)
-        _run(s, "land live events", ["land", "--once"], log)
+        _run(s, "land live events", ["land"], log)
         _run(s, "refresh every asset", ["batch"], log)
     result = summary(s)
     if args.json:
