@@ -59,8 +59,8 @@ def run_once(settings: Settings, events: int, customers: int, seed: int, topic: 
     producer = EventProducer(settings, topic=topic, labels_topic=topic, dead_letter_topic=topic)
     quiet_gc()
     t0 = time.perf_counter()
-    for chunk, _labels in sim.live_chunks(0, max_events=events):
-        producer.send_events(chunk)
+    for chunk, _labels in sim.live_chunks(0, max_events=events, as_json=True):
+        producer.send_records(chunk)
     producer.flush()
     elapsed = time.perf_counter() - t0
     producer.close()

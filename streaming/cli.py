@@ -150,11 +150,13 @@ def _generate(args: argparse.Namespace) -> int:
 
     if history:
         total = args.events or int(sim.expected_history_events() * 1.01)
-        chunks = sim.history_chunks(max_events=args.events)
+        chunks = sim.history_chunks(max_events=args.events, as_json=True)
         mode = f"history {sim.start:%Y-%m-%d} .. {sim.end:%Y-%m-%d}"
     else:
         total = args.events or (int(args.rate * args.duration) if args.rate and args.duration else None)
-        chunks = sim.live_chunks(args.rate if args.rate is not None else 2000, max_events=args.events)
+        chunks = sim.live_chunks(
+            args.rate if args.rate is not None else 2000, max_events=args.events, as_json=True
+        )
         mode = f"live at {args.rate or 'max'} events/s"
     quiet_gc()
     bar = tqdm(total=total, unit="ev", disable=args.quiet, desc=mode, file=sys.stderr, smoothing=0.1)
@@ -163,7 +165,7 @@ def _generate(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         for events, labels in chunks:
-            producer.send_events(events)
+            producer.send_records(events)
             producer.stats.fraud_events += len(sim.ground_truth) - fraud_before
             fraud_before = len(sim.ground_truth)
             for label in labels:

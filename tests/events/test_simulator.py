@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import combinations
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -238,3 +239,20 @@ def test_device_histories_are_per_customer(frame):
         if ch in ("web", "mobile_app"):
             owners[dev].add(cust)
     assert np.mean([len(v) == 1 for v in owners.values()]) > 0.99
+
+
+def test_json_fast_path_is_exactly_the_dict_rendering():
+    cfg = SimConfig(
+        seed=13, n_customers=600, n_products=100, n_merchants=12, days=25, start=START, fraud_rate=4
+    )
+    as_dicts = [e for chunk, _ in ShopSimulator(cfg).history_chunks() for e in chunk]
+    as_json = [r for chunk, _ in ShopSimulator(cfg).history_chunks(as_json=True) for r in chunk]
+    assert len(as_dicts) == len(as_json) > 500
+    for ev, (key, value) in zip(as_dicts, as_json, strict=True):
+        assert key == ev["customer_id"].encode()
+        assert orjson.loads(value) == ev
+
+
+def test_namespace_must_be_json_safe():
+    with pytest.raises(ValueError, match="namespace"):
+        SimConfig(namespace='bad"ns')
