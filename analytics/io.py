@@ -16,9 +16,10 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -155,6 +156,31 @@ def read_products_csv(path: str | Path, product_col: str = "product_id") -> pd.D
     if "price" in df.columns:
         df["price"] = pd.to_numeric(df["price"], errors="coerce")
     return df
+
+
+def lines_from_events(events: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Canonical lines from transaction.v1 events (e.g. the shop simulator's history): one row per line item,
+    amount = quantity x unit_price in the transaction's currency (as fct_order_lines.line_amount)."""
+    rows = [
+        (
+            ev["customer_id"],
+            ev["transaction_id"],
+            ev["event_time"],
+            li["quantity"],
+            li["unit_price"],
+            li["product_id"],
+        )
+        for ev in events
+        for li in ev["line_items"]
+    ]
+    df = pd.DataFrame(
+        rows, columns=["customer_id", "order_id", "order_time", "quantity", "unit_price", "product_id"]
+    )
+    df["order_time"] = pd.to_datetime(df["order_time"], utc=True, format="ISO8601").dt.tz_localize(None)
+    df["order_time"] = df["order_time"].astype("datetime64[ns]")
+    df["quantity"] = df["quantity"].astype(float)
+    df["amount"] = (df["quantity"] * df["unit_price"].astype(float)).round(2)
+    return df[list(CANONICAL)]
 
 
 # ---------------------------------------------------------------------------------------------------------
