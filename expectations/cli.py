@@ -43,6 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-store", action="store_true", help="do not write results to quality.expectation_results"
     )
+    p.add_argument(
+        "--schema",
+        help="validate copies of the tables in this one schema (<schema>.transactions, .scored_transactions, "
+        ".fct_transactions, ...) instead of the platform's relations",
+    )
+    p.add_argument(
+        "--context-dir",
+        help="GX project folder to use instead of the committed one (its context goes in <dir>/gx)",
+    )
     p.set_defaults(func=run_command)
     sub = p.add_subparsers(dest="quality_command", metavar="{docs}", parser_class=type(p))
     d = sub.add_parser("docs", help="rebuild the Data Docs site and print its path (or serve it)")
@@ -83,7 +92,9 @@ def run_command(args: argparse.Namespace) -> int:
         raise EcomError(
             "--speed-lag-minutes and --future-tolerance-minutes must be >= 0; pass a number of minutes"
         )
-    from expectations.catalog import suite_names
+    from pathlib import Path
+
+    from expectations.catalog import Targets, suite_names
 
     known = suite_names()
     unknown = [n for n in args.suite or () if n not in known]
@@ -91,7 +102,9 @@ def run_command(args: argparse.Namespace) -> int:
         raise EcomError(f"unknown suite {', '.join(unknown)}; choose from {', '.join(known)}")
     run = run_suites(
         args.suite,
+        targets=Targets.in_schema(args.schema) if args.schema else None,
         thresholds=Thresholds(args.speed_lag_minutes, args.future_tolerance_minutes),
+        project_root=Path(args.context_dir) if args.context_dir else None,
         store=not args.no_store,
     )
     report = run.to_json()

@@ -29,7 +29,7 @@ import psycopg
 from ecom.db import connect
 from ecom.errors import EcomError
 from ecom.settings import Settings, get_settings, service_env
-from expectations.catalog import Targets, Thresholds, fact_foreign_keys
+from expectations.catalog import ForeignKey, Targets, Thresholds, fact_foreign_keys
 from expectations.results import (
     ExpectationRow,
     blocking_failures,
@@ -302,6 +302,7 @@ def run_suites(
     run_id: str | None = None,
     trigger: str = "cli",
     store: bool = True,
+    foreign_keys: Sequence[ForeignKey] | None = None,
 ) -> QualityRun:
     """Validate the named suites (all by default), store every expectation result, rebuild Data Docs."""
     from great_expectations.core.run_identifier import RunIdentifier
@@ -310,7 +311,7 @@ def run_suites(
     t = targets or Targets()
     run_id = run_id or uuid.uuid4().hex
     run_at = datetime.now(UTC)
-    fks = fact_foreign_keys(s.dbt.project_dir)
+    fks = fact_foreign_keys(s.dbt.project_dir) if foreign_keys is None else list(foreign_keys)
     dims = [f"{t.marts_schema}.{fk.dim_model}" for fk in fks]
     columns = relation_columns([*t.relations().values(), *dims], s)
     specs = build_suites(t, thresholds, columns, names, foreign_keys=fks)
