@@ -49,6 +49,9 @@ class ReasonRule:
     text: Callable[[pd.Series, float], str]
     baseline: Callable[[pd.Series], float | None]
     applies: Callable[[pd.Series, float], bool] = lambda row, v: True
+    # population-level rarity ("a large amount") is weaker evidence than the customer's own history
+    # ("14x this customer's median"): those rules count for less, so the personal reason speaks first
+    weight: float = 1.0
 
 
 def _amount_text(row: pd.Series, v: float) -> str:
@@ -99,6 +102,7 @@ RULES: list[ReasonRule] = [
         4.5,
         lambda r, v: f"large amount {_f(r, 'amount'):.2f}",
         lambda r: None,
+        weight=0.6,
     ),
     ReasonRule("cust_count_10m", "velocity", True, 1.0, 0.0, _velocity("10m", "10 minutes"), lambda r: 0.0),
     ReasonRule("cust_count_1h", "velocity", True, 1.5, 0.0, _velocity("1h", "hour"), lambda r: 0.0),
@@ -197,9 +201,17 @@ RULES: list[ReasonRule] = [
         lambda r, v: "first transaction of this customer",
         lambda r: 0.0,
         lambda r, v: v >= 1,
+        weight=0.6,
     ),
     ReasonRule(
-        "n_items", "basket", True, 5.0, 2.0, lambda r, v: f"{int(v)} items in the basket", lambda r: None
+        "n_items",
+        "basket",
+        True,
+        5.0,
+        2.0,
+        lambda r, v: f"{int(v)} items in the basket",
+        lambda r: None,
+        weight=0.6,
     ),
 ]
 
@@ -235,7 +247,7 @@ def reasons_from_features(
         if not rule.applies(enriched_row, value):
             continue
         ref_col = None if reference is None else reference[:, FEATURE_COLUMNS.index(rule.feature)]
-        strength = _strength(rule, value, ref_col)
+        strength = _strength(rule, value, ref_col) * rule.weight
         if strength <= 0:
             continue
         base = rule.baseline(enriched_row)

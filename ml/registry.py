@@ -220,9 +220,9 @@ def ensure_bootstrap_champion(
 
         params = {"seed": 7, "n_customers": 20000, "n_products": 300, "n_merchants": 50, "days": 60, **sim}
         tx, cb = simulated_history(**params)
-        result = train(
-            tx, cb, TrainConfig(source=f"bootstrap: simulator {params}"), settings=s, model_name=name
-        )
+        # the small grid: a bootstrap must be quick; the scheduled retrains run the full selection
+        cfg = TrainConfig(quick=True, source=f"bootstrap: simulator {params}")
+        result = train(tx, cb, cfg, settings=s, model_name=name)
         if not result.promoted:
             raise EcomError(
                 f"bootstrap model {name} v{result.version} was not promoted: {result.decision.reason}"
