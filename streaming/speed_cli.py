@@ -1,0 +1,122 @@
+"""`ecom stream` (the speed layer) and `ecom land` (the batch landing into the master dataset)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from ecom.errors import EcomError
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "kafka", "urllib3", "mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be > 0")
+    return n
+
+
+def _run(query, label: str) -> int:
+    # SIGTERM (Dagster, a supervisor) stops the query cleanly at a batch boundary
+    signal.signal(signal.SIGTERM, lambda *_: query.stop())
+    try:
+        query.awaitTermination()
+    except KeyboardInterrupt:
+        query.stop()
+    exc = query.exception()
+    if exc is not None:
+        raise EcomError(f"{label} query '{query.name}' failed: {str(exc).splitlines()[0][:300]}")
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from ecom.settings import get_settings
+    from ecom.spark import get_spark
+    from streaming.speed.query import StreamConfig, start_speed_query
+
+    _logging()
+    s = get_settings()
+    cfg = StreamConfig.from_settings(
+        s,
+        topic=args.topic,
+        query_name=args.query_name,
+        checkpoint=args.checkpoint,
+        trigger=args.trigger,
+        available_now=args.available_now,
+        model_name=args.model_name,
+        max_offsets_per_trigger=args.max_offsets,
+        state_buckets=args.state_buckets,
+    )
+    spark = get_spark(f"ecom-stream-{cfg.query_name}")
+    query = start_speed_query(spark, cfg, s)
+    logging.getLogger("ecom.speed").info(
+        "speed layer '%s' reading %s, checkpoint %s, trigger %s", cfg.query_name, cfg.topic, cfg.checkpoint, cfg.trigger
+    )
+    return _run(query, "speed")
+
+
+def cmd_land(args: argparse.Namespace) -> int:
+    from ecom.settings import get_settings
+    from ecom.spark import get_spark
+    from streaming.landing import LandingConfig, start_landing_query
+
+    _logging()
+    s = get_settings()
+    cfg = LandingConfig.from_settings(
+        s,
+        topic_transactions=args.topic,
+        topic_labels=args.labels_topic,
+        query_name=args.query_name,
+        checkpoint=args.checkpoint,
+        continuous=args.continuous,
+        trigger=args.trigger,
+    )
+    spark = get_spark(f"ecom-land-{cfg.query_name}")
+    query = start_landing_query(spark, cfg, s)
+    logging.getLogger("ecom.landing").info(
+        "landing '%s' reading %s + %s into master, checkpoint %s, trigger %s",
+        cfg.query_name, cfg.topic_transactions, cfg.topic_labels, cfg.checkpoint, cfg.trigger,
+    )
+    return _run(query, "landing")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "stream",
+        help="run the speed layer: Kafka -> features -> champion model -> Postgres (exactly once)",
+        description="Spark Structured Streaming speed layer. Defaults come from ecom.settings.",
+    )
+    p.add_argument("--topic", help="Kafka topic to read (default: settings.kafka.topic_transactions)")
+    p.add_argument("--checkpoint", help="checkpoint folder (default: <settings.spark.checkpoint_dir>/<query-name>)")
+    p.add_argument("--query-name", default="speed", help="query name; also the batch-marker key (default: speed)")
+    p.add_argument("--model-name", help="registered model to score with (default: settings.mlflow.model_name)")
+    p.add_argument("--trigger", help="processing-time trigger, e.g. '2 seconds' (default: settings)")
+    p.add_argument("--available-now", action="store_true", help="process what is in Kafka now, then stop")
+    p.add_argument("--max-offsets", type=_positive, help="max Kafka records per micro-batch (default: settings)")
+    p.add_argument("--state-buckets", type=int, default=8,
+                   help="group keyed state into N hash buckets (0 = one state per customer/terminal; default 8)")
+    p.set_defaults(func=cmd_stream)
+
+    p = subparsers.add_parser(
+        "land",
+        help="land Kafka transactions + chargebacks into the append-only master dataset (exactly once)",
+        description="Batch landing of the Kafka log into master.transactions / master.chargebacks.",
+    )
+    p.add_argument("--topic", help="transactions topic (default: settings.kafka.topic_transactions)")
+    p.add_argument("--labels-topic", help="chargebacks topic (default: settings.kafka.topic_labels)")
+    p.add_argument("--checkpoint", help="checkpoint folder (default: <settings.spark.checkpoint_dir>/<query-name>)")
+    p.add_argument("--query-name", default="landing", help="query name; also the batch-marker key")
+    p.add_argument("--continuous", action="store_true",
+                   help="keep landing every few seconds (default: land what is new, then stop)")
+    p.add_argument("--trigger", help="processing-time trigger with --continuous (default '5 seconds')")
+    p.set_defaults(func=cmd_land)
