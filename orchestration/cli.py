@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 
 from ecom.errors import EcomError
 from ecom.settings import get_settings
@@ -34,7 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_batch(args: argparse.Namespace) -> int:
     from orchestration.batch import run_batch, summarize
 
-    outcome = run_batch(full_refresh=args.full_refresh, log_level="DEBUG" if args.verbose else "WARNING")
+    level = "DEBUG" if args.verbose else "WARNING"
+    if args.json:  # dbt's progress lines go to stderr so stdout is only the JSON document
+        with contextlib.redirect_stdout(sys.stderr):
+            outcome = run_batch(full_refresh=args.full_refresh, log_level=level)
+    else:
+        outcome = run_batch(full_refresh=args.full_refresh, log_level=level)
     if args.json:
         print(
             json.dumps(
