@@ -153,11 +153,14 @@ def _generate(args: argparse.Namespace) -> int:
         chunks = sim.history_chunks(max_events=args.events, as_json=True)
         mode = f"history {sim.start:%Y-%m-%d} .. {sim.end:%Y-%m-%d}"
     else:
-        total = args.events or (int(args.rate * args.duration) if args.rate and args.duration else None)
-        chunks = sim.live_chunks(
-            args.rate if args.rate is not None else 2000, max_events=args.events, as_json=True
-        )
-        mode = f"live at {args.rate or 'max'} events/s"
+        rate = args.rate if args.rate is not None else 2000.0
+        total = args.events
+        if rate > 0 and args.duration is not None:
+            # paced: the run is exactly rate x duration events (the clock check below is the backstop)
+            paced = max(1, int(rate * args.duration))
+            total = min(total, paced) if total else paced
+        chunks = sim.live_chunks(rate, max_events=total, as_json=True)
+        mode = f"live at {rate:g} events/s" if rate > 0 else "live, unpaced"
     quiet_gc()
     bar = tqdm(total=total, unit="ev", disable=args.quiet, desc=mode, file=sys.stderr, smoothing=0.1)
     t0 = time.monotonic()
