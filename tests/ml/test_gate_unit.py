@@ -1,0 +1,83 @@
+"""The promotion gate's rule and the time windows, as pure functions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecom.errors import EcomError
+from ml.evaluate import METRIC_KEYS, compute_metrics, threshold_for_budget
+from ml.train import TrainConfig, decide, labels_known_at, plan_windows
+
+
+def _m(ap: float, recall: float = 0.9) -> dict[str, float]:
+    return {
+        "roc_auc": 0.95,
+        "average_precision": ap,
+        "precision_at_k": 0.5,
+        "recall_at_fpr_2pct": recall,
+        "alert_rate": 0.02,
+    }
+
+
+def test_no_champion_promotes():
+    d = decide(_m(0.5), None)
+    assert d.promote and d.reason == "no champion yet"
+
+
+def test_worse_or_equal_challenger_is_refused_with_figures():
+    for ap in (0.70, 0.80):
+        d = decide(_m(ap), _m(0.80), "3")
+        assert not d.promote
+        assert "not better" in d.reason and "champion v3 0.8000" in d.reason
+
+
+def test_better_challenger_is_promoted():
+    d = decide(_m(0.85), _m(0.80), "3")
+    assert d.promote and d.reason.startswith("better")
+
+
+def test_better_ap_but_lost_recall_is_refused():
+    d = decide(_m(0.85, recall=0.80), _m(0.80, recall=0.90), "3")
+    assert not d.promote and "recall dropped" in d.reason
+
+
+def test_unscorable_champion_does_not_block_and_no_labels_never_promote():
+    assert decide(_m(0.5), None, "2", champion_error="ValueError: old features").promote
+    assert not decide(_m(float("nan")), _m(0.5), "2").promote
+
+
+def test_windows_are_ordered_and_leave_the_label_delay():
+    t = pd.Series(pd.date_range("2026-01-01", periods=60 * 24, freq="h", tz="UTC"))
+    w = plan_windows(t, TrainConfig(label_delay_days=14, holdout_days=7, valid_days=7))
+    assert t.min() == w.train_start < w.valid_start < w.holdout_start < w.holdout_end < w.as_of
+    assert w.as_of - w.holdout_end == pd.Timedelta(days=14)
+    assert w.holdout_end - w.holdout_start == pd.Timedelta(days=7)
+    assert w.label_cutoff(w.valid_start) == w.valid_start + pd.Timedelta(days=14)
+    with pytest.raises(EcomError, match="days of transactions"):
+        plan_windows(t.head(24 * 10), TrainConfig(label_delay_days=14))
+
+
+def test_labels_are_only_those_reported_before_the_cutoff():
+    tx = pd.DataFrame({"transaction_id": ["a", "b", "c"]})
+    cb = pd.DataFrame(
+        {"transaction_id": ["a", "b"], "reported_at": pd.to_datetime(["2026-01-02", "2026-01-09"], utc=True)}
+    )
+    assert labels_known_at(tx, cb, pd.Timestamp("2026-01-05", tz="UTC")).tolist() == [1, 0, 0]
+
+
+def test_metrics_have_every_key_and_budget_threshold_gives_the_budget():
+    rng = np.random.default_rng(0)
+    n = 10_000
+    t = pd.Series(pd.date_range("2026-01-01", periods=n, freq="min", tz="UTC"))
+    y = (rng.random(n) < 0.01).astype(int)
+    s = np.clip(rng.normal(0.3, 0.1, n) + 0.4 * y, 0, 1)
+    days = t.dt.floor("D").nunique()
+    thr = threshold_for_budget(s, t, alerts_per_day=20)
+    assert (s >= thr).sum() == pytest.approx(20 * days, abs=2)
+    m = compute_metrics(y, s, t, thr, k_per_day=20)
+    assert list(m) == METRIC_KEYS and all(not math.isnan(v) for v in m.values())
+    assert 0.9 < m["roc_auc"] <= 1 and 0 < m["recall_at_fpr_2pct"] <= 1
