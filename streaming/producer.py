@@ -93,7 +93,7 @@ class EventProducer:
         self.validate = validate
         self.sample_every = max(1, sample_every)
         self.stats = ProduceStats()
-        self._partition_cache: dict[tuple[str, bytes], int] = {}
+        self._partition_cache: dict[str, dict[bytes, int]] = {}
         self._n_partitions: dict[str, int] = {}
         self._count = 0
         self._inflight: deque = deque()  # futures not yet known to be acknowledged
@@ -126,10 +126,10 @@ class EventProducer:
 
     def _partition(self, topic: str, key: bytes) -> int:
         # murmur2 is pure Python: compute it once per (topic, customer), not once per event
-        cache_key = (topic, key)
-        p = self._partition_cache.get(cache_key)
+        cache = self._partition_cache.setdefault(topic, {})
+        p = cache.get(key)
         if p is None:
-            p = self._partition_cache[cache_key] = partition_for_key(key, self._partitions(topic))
+            p = cache[key] = partition_for_key(key, self._partitions(topic))
         return p
 
     def _on_error(self, exc: BaseException) -> None:
@@ -159,16 +159,21 @@ class EventProducer:
         check = self.validate
         every = self.sample_every
         count = self._count
+        raw_types = (bytes, bytearray)
+        partitions = self._partition_cache.setdefault(topic, {})
         for key, ev in records:
             count += 1
             if check == "all" or (check == "sample" and count % every == 0):
-                parsed = orjson.loads(ev) if isinstance(ev, bytes | bytearray) else ev
+                parsed = orjson.loads(ev) if isinstance(ev, raw_types) else ev
                 errors = validate_transaction(parsed)
                 if errors:
                     self.send_dead_letter(parsed, "; ".join(errors), source="producer")
                     continue
-            value = ev if isinstance(ev, bytes | bytearray) else dumps(ev)
-            track(send(topic, value, key=key, partition=self._partition(topic, key)))
+            value = ev if isinstance(ev, raw_types) else dumps(ev)
+            partition = partitions.get(key)
+            if partition is None:
+                partition = self._partition(topic, key)
+            track(send(topic, value, key=key, partition=partition))
             sent += 1
         self._count = count
         self.stats.events += sent
