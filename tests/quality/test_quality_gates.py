@@ -8,12 +8,11 @@ master dataset, and results are looked up by this test's run id only.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
 
+from ecom.cli import main
 from ecom.db import connect
 from expectations.runner import QualityRun, run_suites
 from tests.quality.support import QSchema, make_events, results_for
@@ -211,32 +210,21 @@ def test_marts_reconcile_and_referential_integrity(qschema: QSchema, gx_root):
     assert bad.suite(fk.suite_name).blocking
 
 
-def test_cli_json_and_exit_code(qschema: QSchema, gx_root):
+def test_cli_json_and_exit_code(qschema: QSchema, gx_root, capsys):
+    # in-process through the real argparse entry point: a subprocess would pay the GX import twice more
     _clean(qschema)
-    cmd = [
-        sys.executable,
-        "-m",
-        "ecom.cli",
-        "quality",
-        "--json",
-        "--schema",
-        qschema.name,
-        "--context-dir",
-        str(gx_root),
-    ]
-    cmd += ["--suite", "master_transactions", "--suite", "speed_scored_transactions"]
-    ok = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    assert ok.returncode == 0, ok.stderr
-    report = json.loads(ok.stdout)
+    argv = ["quality", "--json", "--schema", qschema.name, "--context-dir", str(gx_root)]
+    argv += ["--suite", "master_transactions", "--suite", "speed_scored_transactions"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["score"] == 1.0
     assert [(s["name"], s["success"], s["failed_expectations"]) for s in report["suites"]] == [
         ("master_transactions", True, []),
         ("speed_scored_transactions", True, []),
     ]
     _inject(qschema, "duplicate_ids")
-    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    assert bad.returncode == 1, bad.stderr
-    report = json.loads(bad.stdout)
+    assert main(argv) == 1
+    report = json.loads(capsys.readouterr().out)
     assert report["score"] < 1.0 and report["blocking_failure"] is True
     master = report["suites"][0]
     assert master["success"] is False
@@ -245,11 +233,7 @@ def test_cli_json_and_exit_code(qschema: QSchema, gx_root):
     ]
 
 
-def test_cli_bad_suite_name_is_one_line():
-    out = subprocess.run(
-        [sys.executable, "-m", "ecom.cli", "quality", "--suite", "no_such_suite"],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and "unknown suite no_such_suite" in out.stderr
+def test_cli_bad_suite_name_is_one_line(capsys):
+    assert main(["quality", "--suite", "no_such_suite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown suite no_such_suite" in err
