@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
-from metabase_double import DoubleServer
+from metabase_double import DoubleServer, settings_for
 
 from dashboards.spec import load_specs
 from ecom.settings import Settings, get_settings
-
-ADMIN = "admin@ecom.example"
-ADMIN_PASSWORD = "s3cret-pass-42"
 
 
 @pytest.fixture
@@ -20,12 +16,6 @@ def double():
     server = DoubleServer()
     yield server
     server.stop()
-
-
-def settings_for(url: str, user: str = ADMIN, password: str = ADMIN_PASSWORD, api_key: str = "") -> Settings:
-    base = get_settings()
-    mb = dataclasses.replace(base.metabase, url=url, user=user, password=password, api_key=api_key)
-    return dataclasses.replace(base, metabase=mb)
 
 
 @pytest.fixture

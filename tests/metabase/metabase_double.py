@@ -13,6 +13,7 @@ cards as Metabase does: negative ids create, omitted ids are deleted, so an empt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -23,6 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from ecom.settings import Settings, get_settings
+
+ADMIN = "admin@ecom.example"
+ADMIN_PASSWORD = "s3cret-pass-42"
 REDACTED = "**MetabasePass**"
 ENGINES = {"postgres", "h2", "mysql"}
 WRITE_METHODS = {"POST", "PUT", "DELETE"}
@@ -615,3 +620,10 @@ class DoubleServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def settings_for(url: str, user: str = ADMIN, password: str = ADMIN_PASSWORD, api_key: str = "") -> Settings:
+    """The platform settings with Metabase pointed at `url` and the given credentials."""
+    base = get_settings()
+    mb = dataclasses.replace(base.metabase, url=url, user=user, password=password, api_key=api_key)
+    return dataclasses.replace(base, metabase=mb)

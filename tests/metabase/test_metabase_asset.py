@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
-from conftest import ADMIN, ADMIN_PASSWORD
+from metabase_double import ADMIN, ADMIN_PASSWORD
 
 from orchestration.defs.metabase import (
     METABASE_DASHBOARDS,

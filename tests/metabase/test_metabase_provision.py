@@ -7,7 +7,7 @@ import socket
 
 import pytest
 import requests
-from conftest import ADMIN, ADMIN_PASSWORD, settings_for
+from metabase_double import ADMIN, ADMIN_PASSWORD, settings_for
 
 from dashboards.provision import ROOT_COLLECTION, MetabaseError, parameter_id, provision
 from dashboards.spec import parse_dashboard
