@@ -12,7 +12,7 @@ import dagster as dg
 
 from orchestration.resources import shared_resources
 
-DOMAINS = ["ingest", "dbt", "metabase", "quality", "ml"]
+DOMAINS = ["ingest", "dbt", "metabase", "quality", "ml", "analytics"]
 
 
 def load_domain_defs(domains: list[str] | None = None) -> list[dg.Definitions]:
