@@ -468,8 +468,9 @@ class ShopSimulator:
             ok = cu.signup_ms < t0
         if not ok.any():
             ok = np.ones(len(cu.rate), dtype=bool)
-        w = np.where(ok, cu.rate + 0.01, 0.0)
-        return int(rng.choice(len(w), p=w / w.sum()))
+        # inverse-CDF draw (rng.choice(p=...) re-validates p: ~10x slower, and this runs per incident)
+        cdf = np.cumsum(np.where(ok, cu.rate + 0.01, 0.0))
+        return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
 
     def _far_location(self, rng: np.random.Generator, home: int, n: int) -> tuple[np.ndarray, ...]:
         """A fraudster's location: a foreign fraud hub (60%) or a home-market city in another country."""
