@@ -191,7 +191,8 @@ def diff(desired: Any, actual: Any, path: str = "") -> dict[str, tuple[Any, Any]
         out: dict[str, tuple[Any, Any]] = {}
         for key, want in desired.items():
             have = actual.get(key)
-            if want is None and key not in actual:
+            # Metabase omits keys at their default (required: false, empty lists): absent equals empty
+            if key not in actual and (want is None or want is False or want == [] or want == {} or want == ""):
                 continue
             out.update(diff(want, have, f"{path}.{key}" if path else str(key)))
         return out

@@ -129,6 +129,9 @@ def test_diff_compares_only_what_we_set():
     have["b"]["c"] = [1, 3]
     assert diff(want, have) == {"b.c[1]": (3, 2)}
     assert diff({"x": [1]}, {"x": [1, 2]}) == {"x": ([1, 2], [1])}
+    # keys Metabase leaves out when they hold their default are not differences; a real value missing is
+    assert diff({"required": False, "series": [], "default": None}, {}) == {}
+    assert diff({"required": True}, {}) == {"required": (None, True)}
 
 
 def test_normalize_reads_mbql5_native_queries(specs):
