@@ -192,7 +192,9 @@ def diff(desired: Any, actual: Any, path: str = "") -> dict[str, tuple[Any, Any]
         for key, want in desired.items():
             have = actual.get(key)
             # Metabase omits keys at their default (required: false, empty lists): absent equals empty
-            if key not in actual and (want is None or want is False or want == [] or want == {} or want == ""):
+            if key not in actual and (
+                want is None or want is False or want == [] or want == {} or want == ""
+            ):
                 continue
             out.update(diff(want, have, f"{path}.{key}" if path else str(key)))
         return out
@@ -350,6 +352,11 @@ class MetabaseClient:
             raise MetabaseError(
                 f"Metabase at {self.url} did not answer within 30 s; check that it is up"
             ) from None
+        if resp.status_code == 503:
+            raise MetabaseError(
+                f"Metabase at {self.url} is still starting (HTTP 503); wait for it or pass --wait SECONDS",
+                status=503,
+            )
         try:
             props = resp.json() if resp.status_code == 200 else None
         except ValueError:

@@ -112,6 +112,7 @@ class MetabaseDouble:
     def __init__(self) -> None:
         self.state = MetabaseState()
         self.lock = threading.Lock()
+        self.starting = False  # while True every route answers 503, as Metabase does while it initializes
 
     # -- helpers
     def _user(self, headers: dict[str, str]) -> str | None:
@@ -157,6 +158,8 @@ class MetabaseDouble:
 
     def _route(self, method, path, query, body, headers):  # noqa: C901 - a router is a flat list of routes
         s = self.state
+        if self.starting:
+            raise ApiError(503, {"status": "initializing", "progress": 0.5})
         if method == "GET" and path == "/api/health":
             return 200, {"status": "ok"}
         if method == "GET" and path == "/api/session/properties":

@@ -339,3 +339,14 @@ def test_wait_reports_unhealthy_server():
     url = f"http://127.0.0.1:{_free_port()}"
     with pytest.raises(MetabaseError, match="was not healthy after"):
         provision(settings_for(url), [], wait_s=0.5)
+
+
+def test_starting_server_is_one_line_and_wait_rides_it_out(double, mb_settings, specs, capsys, monkeypatch):
+    import threading
+
+    double.double.starting = True
+    err = _cli_error(capsys, monkeypatch, mb_settings)
+    assert "is still starting (HTTP 503)" in err and "--wait" in err
+    threading.Timer(1.0, lambda: setattr(double.double, "starting", False)).start()
+    result = provision(mb_settings, specs[:1], wait_s=30)
+    assert result.dashboard_urls and double.state.dashboards
