@@ -68,6 +68,10 @@ class SuiteOutcome:
     def failed(self) -> list[ExpectationRow]:
         return [r for r in self.rows if not r.success]
 
+    @property
+    def score(self) -> float | None:
+        return score(self.rows)
+
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -76,7 +80,7 @@ class SuiteOutcome:
             "status": self.status,
             "blocking": self.blocking,
             "evaluated": len(self.rows),
-            "score": score(self.rows),
+            "score": self.score,
             "failed_expectations": [
                 {
                     "expectation": r.label,

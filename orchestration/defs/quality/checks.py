@@ -51,7 +51,7 @@ def build_quality_check(suite: str, asset_key: tuple[str, ...]) -> dg.AssetCheck
         "via `ecom quality docs`.",
     )
     def _check(context: dg.AssetCheckExecutionContext, quality: QualityResource) -> dg.AssetCheckResult:
-        run = quality.run([suite], run_id=context.run_id)
+        run = quality.run([suite], run_id=context.run.run_id)
         outcome = run.suite(suite)
         context.log.info(f"{suite}: {outcome.status}, score {outcome.score}; Data Docs {run.docs_index}")
         result = check_result(outcome)
