@@ -231,7 +231,14 @@ class TerminalState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TerminalState:
-        return cls(windows={k: _Window(TERMINAL_WINDOWS[k], w["t"], w["c"]) for k, w in d["windows"].items()})
+        saved = d.get("windows", {})
+        # a state saved before a window existed starts that window empty (old checkpoints keep loading)
+        return cls(
+            windows={
+                k: _Window(s, saved[k]["t"], saved[k]["c"]) if k in saved else _Window(s)
+                for k, s in TERMINAL_WINDOWS.items()
+            }
+        )
 
 
 @dataclass
@@ -371,10 +378,13 @@ def terminal_context(
 ) -> tuple[pd.DataFrame, dict[str, TerminalState]]:
     """Per-terminal recent volume of each row from earlier rows only.
 
-    `home_distance_km` (customer_context's cust_home_distance_km, aligned to tx) marks customers far from
-    their usual location; a skimmed store terminal suddenly serves many of them.
+    `home_distance_km` (customer_context's cust_home_distance_km, aligned to tx; by default tx's own
+    `cust_home_distance_km` column when customer context was added first, as the stream does) marks
+    customers far from their usual location; a skimmed store terminal suddenly serves many of them.
     """
     state = {} if state is None else state
+    if home_distance_km is None and "cust_home_distance_km" in tx.columns:
+        home_distance_km = pd.to_numeric(tx["cust_home_distance_km"], errors="coerce").to_numpy(dtype=float)
     far = (
         np.zeros(len(tx), dtype=bool)
         if home_distance_km is None

@@ -10,8 +10,11 @@ from ml.features import (
     CONTEXT_COLUMNS,
     FEATURE_COLUMNS,
     HistoryState,
+    chargeback_context,
+    customer_context,
     derive_features,
     history_context,
+    terminal_context,
 )
 
 
@@ -112,3 +115,21 @@ def test_missing_context_is_one_clear_error(small_history):
     tx, _ = small_history
     with pytest.raises(ValueError, match="history_context"):
         derive_features(tx)
+
+
+def test_stream_style_chain_matches_history_context(small_history):
+    """The speed layer keys customers and terminals in two stateful steps (customer first, then terminal on the
+    customer-enriched rows), each with its own state: the numbers must be the training numbers."""
+    tx, cb = small_history
+    batch = _ctx(tx, cb)
+    cust_state, term_state, parts = {}, {}, []
+    for chunk in np.array_split(np.arange(len(tx)), 5):
+        part = tx.iloc[chunk]
+        cust, cust_state = customer_context(part, cust_state)
+        with_cust = pd.concat([part, cust], axis=1)
+        term, term_state = terminal_context(with_cust, term_state)
+        cbx = chargeback_context(part, cb)
+        parts.append(
+            pd.concat([part[["transaction_id"]], cust, term, cbx], axis=1).set_index("transaction_id")
+        )
+    pd.testing.assert_frame_equal(pd.concat(parts)[CONTEXT_COLUMNS], batch)

@@ -11,6 +11,7 @@ dbt fact table is lineage: a retrain follows a batch refresh.
 
 # no `from __future__ import annotations` here: Dagster resolves Config parameter types at import
 import math
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -30,6 +31,7 @@ class FraudTrainConfig(dg.Config):
     sim_customers: int = 20000
     sim_days: float = 60
     sim_seed: int = 7
+    sim_start: str | None = None  # ISO date of the simulated history's first day (None: today minus sim_days)
     train_days: float | None = None
     valid_days: float | None = None
     holdout_days: float | None = None
@@ -48,6 +50,8 @@ def _load(config: FraudTrainConfig):
 
     if config.source == "simulator":
         params = {"seed": config.sim_seed, "n_customers": config.sim_customers, "days": config.sim_days}
+        if config.sim_start:
+            params["start"] = datetime.fromisoformat(config.sim_start).replace(tzinfo=UTC)
         tx, cb = simulated_history(**params)
         return tx, cb, f"simulator {params}"
     if config.source != "master":
