@@ -1,0 +1,22 @@
+"""Fixtures of the reliability suite: one in-process Spark session and one test model for the whole suite."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.speed.support import register_test_versions, unique
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from ecom.spark import get_spark
+
+    return get_spark("ecom-tests-reliability")
+
+
+@pytest.fixture(scope="session")
+def model_name(stack) -> str:
+    """A registered model of this suite only (trained on generated events through ml.registry), v1 champion."""
+    name = unique("reliability_model")
+    register_test_versions(stack, name, n_versions=1)
+    return name

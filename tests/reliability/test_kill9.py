@@ -1,0 +1,101 @@
+"""Repeated `kill -9` of the speed layer and of the batch landing at seeded random moments while events
+flow: after a final run to completion, every event is in speed.scored_transactions and in master.transactions
+exactly once (count == count distinct == N), and the batch markers account for each row once."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from ecom.db import connect
+from tests.reliability.support import (
+    PacedProducer,
+    ecom_cmd,
+    fresh_events,
+    kill9,
+    master_rows,
+    speed_rows,
+    start,
+    tail,
+    wait_for,
+)
+from tests.speed.support import create_topic, unique
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+N_EVENTS = 9000
+RATE = 100  # events/s: the producer is still sending while the stream is killed
+KILLS = 3
+
+
+def test_repeated_kill_minus_9_loses_and_duplicates_nothing(stack, model_name, tmp_path):
+    rng = random.Random(20261126)
+    topic, labels = unique("t_rel_kill"), unique("t_rel_kill_labels")
+    q_speed, q_land = unique("q_rel_kill"), unique("q_rel_land")
+    create_topic(stack, topic, partitions=3)
+    create_topic(stack, labels, partitions=1)
+    events = fresh_events(N_EVENTS, seed=11, spacing_ms=10)
+    ids = [e["transaction_id"] for e in events]
+    speed = ecom_cmd(
+        "stream",
+        "--topic",
+        topic,
+        "--checkpoint",
+        str(tmp_path / "speed"),
+        "--query-name",
+        q_speed,
+        "--model-name",
+        model_name,
+        "--max-offsets",
+        "400",
+        "--trigger",
+        "1 second",
+    )
+    land = ecom_cmd(
+        "land",
+        "--topic",
+        topic,
+        "--labels-topic",
+        labels,
+        "--checkpoint",
+        str(tmp_path / "land"),
+        "--query-name",
+        q_land,
+        "--continuous",
+        "--trigger",
+        "2 seconds",
+    )
+    log = tmp_path / "stream.log"
+    feeder = PacedProducer(stack, topic, events, RATE)
+    feeder.start()
+    kills = []
+    for k in range(KILLS):
+        before = speed_rows(ids)[0]
+        procs = [start(speed, log), start(land, log)]
+        # wait until this run has committed something, then crash it at a random moment
+        assert wait_for(lambda b=before: speed_rows(ids)[0] > b, timeout=240), tail(log)
+        time.sleep(rng.uniform(0.0, 6.0))
+        for p in rng.sample(procs, 2):  # which of the two dies first is random too
+            kill9(p)
+            time.sleep(rng.uniform(0.0, 1.0))
+        kills.append((k, speed_rows(ids)[0], master_rows(ids)[0], feeder.sent))
+    feeder.join(timeout=300)
+    assert feeder.error is None and feeder.sent == N_EVENTS
+    assert kills[-1][1] < N_EVENTS, f"the stream finished before the last kill: {kills}"
+    # the final runs to completion (availableNow: process what is in Kafka, then stop)
+    final = [
+        start([*speed[:-2], "--available-now"], log),
+        start([a for a in land if a not in ("--continuous", "--trigger", "2 seconds")], log),
+    ]
+    for p in final:
+        assert p.wait(timeout=300) == 0, tail(log)
+    print(f"\nkills (run, speed rows, master rows, produced): {kills}")
+    assert speed_rows(ids) == (N_EVENTS, N_EVENTS)
+    assert master_rows(ids) == (N_EVENTS, N_EVENTS)
+    with connect() as conn:
+        written = conn.execute(
+            "SELECT coalesce(sum(rows_written), 0) FROM speed.batch_commits WHERE query_name = %s", (q_speed,)
+        ).fetchone()[0]
+    assert written == N_EVENTS
