@@ -65,6 +65,7 @@ def cmd_check_sql(args: argparse.Namespace) -> int:
                             "card": r.card,
                             "ok": r.ok,
                             "rows": r.rows,
+                            "ms": round(r.ms, 1),
                             "missing_columns": list(r.missing),
                             "error": r.error or None,
                         }
