@@ -316,7 +316,7 @@ def replace_table(conn, schema: str, table: str, df: pd.DataFrame, comment: str 
     with conn.transaction():
         conn.execute(f'CREATE TABLE "{schema}"."{tmp}" ({", ".join(cols)})')
         buf = io.StringIO()
-        df.to_csv(buf, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S")
+        df.to_csv(buf, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f")
         buf.seek(0)
         col_list = ", ".join(f'"{c}"' for c in df.columns)
         with (

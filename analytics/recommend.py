@@ -136,6 +136,9 @@ def content_features(products: pd.DataFrame, idx: Index) -> sp.csr_matrix:
             continue
         if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_datetime64_any_dtype(series):
             continue
+        # numbers read from a CSV arrive as text: other numeric columns (scores, counts) are not attributes
+        if pd.to_numeric(series.dropna(), errors="coerce").notna().all():
+            continue
         s = series.astype("string")
         # names, descriptions and ids are unique per product: they say nothing about similarity
         if s.nunique() > max(0.5 * len(s), 50) or s.nunique() <= 1:
