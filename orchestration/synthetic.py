@@ -63,11 +63,11 @@ SELECT
 FROM (
     SELECT
         g,
-        abs(hashint8(g)) AS h1,
-        abs(hashint8(g + 1000000007)) AS h2,
-        abs(hashint8(g + 2000000014)) AS h3,
-        abs(hashint8(g + 3000000021)) %% %(n_customers)s AS cust,
-        abs(hashint8(g + 4000000028)) %% %(n_merchants)s AS merch,
+        abs(hashint8(g)::bigint) AS h1,
+        abs(hashint8(g + 1000000007)::bigint) AS h2,
+        abs(hashint8(g + 2000000014)::bigint) AS h3,
+        abs(hashint8(g + 3000000021)::bigint) %% %(n_customers)s AS cust,
+        abs(hashint8(g + 4000000028)::bigint) %% %(n_merchants)s AS merch,
         %(start_time)s::timestamptz + make_interval(secs => g * %(seconds_per_row)s) AS event_time
     FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 ) AS b
@@ -94,8 +94,8 @@ INSERT INTO speed.scored_transactions (
     kafka_offset, kafka_timestamp, batch_id)
 SELECT t.transaction_id, t.customer_id, t.merchant_id, t.terminal_id, t.event_time, t.currency, t.amount,
        t.payment_method, t.channel, t.device_type, t.ip_country, jsonb_array_length(t.line_items),
-       (abs(hashtext(t.transaction_id)) %% 1000) / 1000.0,
-       (abs(hashtext(t.transaction_id)) %% 1000) >= 990,
+       (abs(hashtext(t.transaction_id)::bigint) %% 1000) / 1000.0,
+       (abs(hashtext(t.transaction_id)::bigint) %% 1000) >= 990,
        'synthetic', t.kafka_partition, t.kafka_offset, t.kafka_timestamp, 0
 FROM master.transactions t
 WHERE t.kafka_topic = %(topic)s AND t.kafka_offset BETWEEN %(first_offset)s AND %(last_offset)s
@@ -120,7 +120,7 @@ SELECT t.transaction_id, 1, t.customer_id, t.event_time + interval '3 days', 'ca
        %(topic)s || '.chargebacks', t.kafka_partition, t.kafka_offset
 FROM master.transactions t
 WHERE t.kafka_topic = %(topic)s AND t.kafka_offset BETWEEN %(first_offset)s AND %(last_offset)s
-  AND abs(hashtext(t.transaction_id)) %% %(every)s = 0
+  AND abs(hashtext(t.transaction_id)::bigint) %% %(every)s = 0
 ON CONFLICT (transaction_id) DO NOTHING
 """
 
