@@ -134,7 +134,8 @@ def _generate(args: argparse.Namespace) -> int:
         validate=args.validate,
     )
     if not args.no_reference:
-        counts = write_reference(sim, settings)
+        # the CRM as of the run's clock: the end of a history, or now for a live run
+        counts = write_reference(sim, settings, as_of=sim.end if history else datetime.now(UTC))
         if not args.quiet:
             print(
                 "reference data upserted into Postgres schema reference ("

@@ -184,6 +184,23 @@ class ShopSimulator:
     def customers(self) -> pd.DataFrame:
         return self._cus.customers
 
+    def customers_as_of(self, when: datetime) -> pd.DataFrame:
+        """The customers as a CRM knows them at `when`: signed up by then, with the home after any move."""
+        cu = self._cus
+        t = W.utc_ms(when)
+        df = cu.customers[cu.signup_ms <= t].copy()
+        idx = df.index.to_numpy()
+        moved = t >= cu.move_ms[idx]
+        if moved.any():
+            rows = idx[moved]
+            names = np.array([c[0] for c in W.HOME_CITIES])
+            countries = np.array([c[1] for c in W.HOME_CITIES])
+            df.loc[rows, "home_city"] = names[cu.new_city[rows]]
+            df.loc[rows, "home_country"] = countries[cu.new_city[rows]]
+            df.loc[rows, "home_lat"] = np.round(cu.new_lat[rows], 4)
+            df.loc[rows, "home_lon"] = np.round(cu.new_lon[rows], 4)
+        return df
+
     @property
     def merchants(self) -> pd.DataFrame:
         return self._mer.merchants
@@ -377,7 +394,7 @@ class ShopSimulator:
         n = len(cust)
         cu, me = self._cus, self._mer
         u = rng.random(n)
-        home_city = cu.city[cust]
+        home_city, home_lat, home_lon, moved = cu.home_at(cust, np.asarray(t, dtype=np.int64))
         has_pos = me.pos_by_city_count[home_city] > 0
         pos = has_pos & (u < 0.22)
         phone = (~pos) & (u > 0.99)
@@ -391,15 +408,15 @@ class ShopSimulator:
         slot = np.minimum(slot, cu.n_devices[cust] - 1)
         device = cu.devices[cust, slot].copy()
         dtype = cu.device_type[cust, slot].copy()
-        ip = cu.device_ip[cust, slot].copy()
+        ip = np.where(moved, cu.new_device_ip[cust, slot], cu.device_ip[cust, slot])
         fresh = online & (rng.random(n) < 0.004)
         if fresh.any():
             device[fresh] = W.device_ids(rng, int(fresh.sum()), self.config.namespace)
         channel = np.where(dtype == 0, 0, np.where(rng.random(n) < 0.7, 1, 0))
         terminal = np.where(channel == 0, me.web_terminal[merchant], me.app_terminal[merchant])
         city = home_city.copy()
-        lat = cu.lat[cust] + rng.normal(0, 0.03, n)
-        lon = cu.lon[cust] + rng.normal(0, 0.03, n)
+        lat = home_lat + rng.normal(0, 0.03, n)
+        lon = home_lon + rng.normal(0, 0.03, n)
         # travel: 2% of online purchases from another city, on the customer's own phone
         travel = online & (rng.random(n) < 0.02)
         if travel.any():
@@ -472,6 +489,10 @@ class ShopSimulator:
         cdf = np.cumsum(np.where(ok, cu.rate + 0.01, 0.0))
         return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
 
+    def _home_city(self, v: int, t_ms: int) -> int:
+        cu = self._cus
+        return int(cu.new_city[v] if t_ms >= cu.move_ms[v] else cu.city[v])
+
     def _far_location(self, rng: np.random.Generator, home: int, n: int) -> tuple[np.ndarray, ...]:
         """A fraudster's location: a foreign fraud hub (60%) or a home-market city in another country."""
         foreign = rng.random(n) < 0.6
@@ -502,7 +523,7 @@ class ShopSimulator:
             t = t0 + np.cumsum(rng.exponential(40_000, n)).astype(np.int64)
             cand = np.flatnonzero((me.category == W.DIGITAL) | (me.category < 0))
             merchant = _i(n, int(rng.choice(cand)))
-            city, lat, lon, ip = self._far_location(rng, cu.city[v], 1)
+            city, lat, lon, ip = self._far_location(rng, self._home_city(v, t0), 1)
             return Plan(
                 t,
                 _i(n, v),
@@ -529,7 +550,7 @@ class ShopSimulator:
             cand = np.flatnonzero((me.category == W.ELECTRONICS) | (me.category < 0))
             merchant = rng.choice(cand, n)
             mobile = rng.random() < 0.5
-            city, lat, lon, ip = self._far_location(rng, cu.city[v], 1)
+            city, lat, lon, ip = self._far_location(rng, self._home_city(v, t0), 1)
             return Plan(
                 t,
                 _i(n, v),
@@ -558,7 +579,7 @@ class ShopSimulator:
             w = me.popularity[cand] / me.popularity[cand].sum()
             merchant = rng.choice(cand, n, p=w)
             # from another city of the victim's country (the card was cloned, the holder is at home)
-            home = int(cu.city[v])
+            home = self._home_city(v, t0)
             same_country = [
                 i for i, c in enumerate(W.HOME_CITIES) if c[1] == W.HOME_CITIES[home][1] and i != home
             ]
@@ -623,6 +644,7 @@ class ShopSimulator:
         if scen == "amount_outlier":
             # one order far above anything the customer ever spends (bulk of expensive goods), at home
             v = self._victim(rng, t0)
+            moved = t0 >= cu.move_ms[v]
             merchant = np.array([cu.favourites[v, 0]])
             new_device = rng.random() < 0.5
             device = W.device_ids(rng, 1, ns) if new_device else np.array([cu.devices[v, 0]], dtype=object)
@@ -638,10 +660,10 @@ class ShopSimulator:
                 _i(1, dt),
                 device,
                 _i(1, int(cu.payment[v])),
-                np.array([cu.device_ip[v, 0]], dtype=object),
-                _i(1, int(cu.city[v])),
-                np.array([cu.lat[v]]),
-                np.array([cu.lon[v]]),
+                np.array([(cu.new_device_ip if moved else cu.device_ip)[v, 0]], dtype=object),
+                _i(1, self._home_city(v, t0)),
+                np.array([(cu.new_lat if moved else cu.lat)[v]]),
+                np.array([(cu.new_lon if moved else cu.lon)[v]]),
                 _i(1, BULK),
                 _i(1, min(cat, len(W.CATEGORY_NAMES) - 1)),
                 rng.uniform(0.8, 1.0, 1),

@@ -8,6 +8,7 @@ so dbt snapshots see a clean SCD2 history. The DDL is ecom/sql/010_reference.sql
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -81,11 +82,14 @@ def upsert_frame(conn: psycopg.Connection, table: str, df: pd.DataFrame) -> int:
         return cur.rowcount
 
 
-def write_reference(sim: ShopSimulator, settings: Settings | None = None) -> dict[str, int]:
-    """Write the simulator's reference data; one clear EcomError when Postgres is unreachable."""
+def write_reference(
+    sim: ShopSimulator, settings: Settings | None = None, as_of: datetime | None = None
+) -> dict[str, int]:
+    """Write the simulator's reference data as of `as_of` (default: the end of its window): customers
+    signed up by then, with their home after any move. One clear EcomError when Postgres is unreachable."""
     s = settings or get_settings()
     frames = {
-        "customers": sim.customers,
+        "customers": sim.customers_as_of(as_of or sim.end),
         "products": sim.products,
         "merchants": sim.merchants,
         "terminals": sim.terminals,

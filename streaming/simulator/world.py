@@ -393,6 +393,22 @@ class Customers:
     n_devices: np.ndarray
     favourites: np.ndarray  # (n, 3) merchant indices
     typical_amount_usd: np.ndarray
+    # a few customers move house once: from move_ms on they live (and shop, and connect) in new_city
+    move_ms: np.ndarray  # int64; far future for customers who never move
+    new_city: np.ndarray
+    new_lat: np.ndarray
+    new_lon: np.ndarray
+    new_device_ip: np.ndarray  # (n, 3) object: the devices' IPs after the move
+
+    def home_at(
+        self, cust: np.ndarray, t_ms: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(city, lat, lon, moved) of customers `cust` at times `t_ms` (vectorised)."""
+        moved = t_ms >= self.move_ms[cust]
+        city = np.where(moved, self.new_city[cust], self.city[cust])
+        lat = np.where(moved, self.new_lat[cust], self.lat[cust])
+        lon = np.where(moved, self.new_lon[cust], self.lon[cust])
+        return city, lat, lon, moved
 
 
 def _ip(prefix_a: np.ndarray, prefix_b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -485,6 +501,26 @@ def build_customers(
         "bronze",
     )
     first = np.array(FIRST_NAMES)[rng.integers(len(FIRST_NAMES), size=n)]
+    # 5% move once, at a time spread over their life up to 90 days past the window (later runs, e.g. a live
+    # run days after a history, see the move): the address change is what an SCD2 snapshot records
+    movers = rng.random(n) < 0.05
+    move_at = signup + rng.uniform(0.1, 1.0, n) * np.minimum(churn - signup, end_ms + 90 * day - signup)
+    never = np.iinfo(np.int64).max
+    move_ms = np.where(movers & (move_at > signup), move_at.astype(np.int64), never)
+    options = [
+        [j for j, c in enumerate(HOME_CITIES) if c[1] == h[1] and j != i] or [i]
+        for i, h in enumerate(HOME_CITIES)
+    ]
+    pick = rng.random(n)
+    same_country_pick = np.array(
+        [options[c][int(u * len(options[c]))] for c, u in zip(city, pick, strict=True)]
+    )
+    new_city = np.where(rng.random(n) < 0.7, same_country_pick, rng.integers(0, N_HOME_CITIES, n))
+    new_city = np.where(new_city == city, (city + 1) % N_HOME_CITIES, new_city)
+    new_lat = np.array([c[2] for c in HOME_CITIES])[new_city] + rng.normal(0, 0.04, n)
+    new_lon = np.array([c[3] for c in HOME_CITIES])[new_city] + rng.normal(0, 0.04, n)
+    na, nb = city_ip_prefix(np.repeat(new_city, 3))
+    new_dev_ip = _ip(na, nb, rng).reshape(n, 3)
     customers = pd.DataFrame(
         {
             "customer_id": [f"{ns}C{i:06d}" for i in range(n)],
@@ -504,6 +540,10 @@ def build_customers(
             "purchase_rate_per_day": rate,
             "churn_at": pd.to_datetime(churn, unit="ms", utc=True),
             "price_level": price_level,
+            "moves_at": pd.to_datetime(
+                np.where(move_ms < end_ms + 366 * day, move_ms, 0), unit="ms", utc=True
+            ).where(move_ms < end_ms + 366 * day),
+            "moves_to": np.where(move_ms < never, np.array([c[0] for c in HOME_CITIES])[new_city], None),
         }
     )
     return Customers(
@@ -525,6 +565,11 @@ def build_customers(
         n_devices=n_devices,
         favourites=favourites,
         typical_amount_usd=typical,
+        move_ms=move_ms,
+        new_city=new_city,
+        new_lat=new_lat,
+        new_lon=new_lon,
+        new_device_ip=new_dev_ip,
     )
 
 

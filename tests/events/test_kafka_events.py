@@ -272,12 +272,13 @@ def test_reference_data_upserts_and_only_real_changes_move_updated_at(stack):
     first = write_reference(sim, stack)
     assert first == {"customers": 50, "products": 40, "merchants": 5, "terminals": len(sim.terminals)}
     assert write_reference(sim, stack) == {"customers": 0, "products": 0, "merchants": 0, "terminals": 0}
-    cid = sim.customers.customer_id.iloc[0]
+    stayer = sim.customers.index[sim.customers.moves_at.isna()][0]  # a mover's home follows the move
+    cid = sim.customers.customer_id[stayer]
     with connect(stack) as conn:
         before = conn.execute(
             "SELECT updated_at FROM reference.customers WHERE customer_id = %s", [cid]
         ).fetchone()
-    sim.customers.loc[0, "home_city"] = "Somewhere New"
+    sim.customers.loc[stayer, "home_city"] = "Somewhere New"
     assert write_reference(sim, stack)["customers"] == 1
     with connect(stack) as conn:
         row = conn.execute(

@@ -162,18 +162,20 @@ def test_daily_and_weekly_seasonality(run, frame):
     assert dow[5] > dow[0] * 1.05  # Saturday busier than Monday
 
 
-def history_features(frame: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+def history_features(frame: pd.DataFrame) -> pd.DataFrame:
     """Simple per-transaction signals a fraud model can compute from the event and the customer's past."""
-    df = frame.sort_values("t").merge(customers[["customer_id", "home_lat", "home_lon"]], on="customer_id")
-    df = df.sort_values("t").reset_index(drop=True)
+    df = frame.sort_values(["customer_id", "t"], kind="stable").reset_index(drop=True)
+    by = df.groupby("customer_id")
     df["new_device"] = df.groupby(["customer_id", "device_id"]).cumcount() == 0
-    lat1, lon1, lat2, lon2 = map(np.radians, (df.home_lat, df.home_lon, df.ip_lat, df.ip_lon))
+    # the customer's usual place: median of their previous 10 locations (follows a move after a few events)
+    usual_lat = by.ip_lat.transform(lambda s: s.rolling(10, min_periods=1).median().shift(1))
+    usual_lon = by.ip_lon.transform(lambda s: s.rolling(10, min_periods=1).median().shift(1))
+    lat1, lon1, lat2, lon2 = map(np.radians, (usual_lat, usual_lon, df.ip_lat, df.ip_lon))
     h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    df["km_from_home"] = 6371 * 2 * np.arcsin(np.sqrt(h))
-    df["past_median"] = df.groupby("customer_id").amount.transform(lambda s: s.expanding().median().shift(1))
+    df["km_from_usual"] = (6371 * 2 * np.arcsin(np.sqrt(h))).fillna(0.0)
+    df["past_median"] = by.amount.transform(lambda s: s.expanding().median().shift(1))
     df["amount_ratio"] = (df.amount / df.past_median).fillna(1.0)
-    df["n_past"] = df.groupby("customer_id").cumcount()
-    df = df.sort_values(["customer_id", "t"], kind="stable").reset_index(drop=True)
+    df["n_past"] = by.cumcount()
     # rolling over each customer's own time axis; groups come back in (customer, time) order, as sorted
     df["tx_last_hour"] = df.set_index("t").groupby("customer_id").amount.rolling("1h").count().to_numpy()
     return df
@@ -181,15 +183,15 @@ def history_features(frame: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFra
 
 def test_fraud_is_detectable_from_event_fields_and_customer_history(run, frame):
     sim, _, _ = run
-    df = history_features(frame, sim.customers)
+    df = history_features(frame)
     df = df[df.n_past >= 3]  # customers with some history (new customers are a cold-start problem)
     fraud = df.scenario != "legit"
     score = (
-        2.0 * (df.km_from_home > 300)
+        2.0 * (df.km_from_usual > 300)
         + 1.0 * (df.new_device & (df.channel != "pos"))
-        + 1.5 * (df.channel.eq("pos") & (df.km_from_home > 100))
+        + 1.5 * (df.channel.eq("pos") & (df.km_from_usual > 100))
         + np.log1p(np.maximum(df.amount_ratio - 1, 0))
-        + 0.7 * np.minimum(df.tx_last_hour - 1, 4)
+        + 1.0 * np.minimum(df.tx_last_hour - 1, 4)
     )
     threshold = np.quantile(score[~fraud], 0.98)  # 2% false-positive rate on legitimate traffic
     recall = (score[fraud] > threshold).mean()
@@ -256,3 +258,31 @@ def test_json_fast_path_is_exactly_the_dict_rendering():
 def test_namespace_must_be_json_safe():
     with pytest.raises(ValueError, match="namespace"):
         SimConfig(namespace='bad"ns')
+
+
+def test_movers_shop_from_their_new_home_and_the_crm_view_follows(run, frame):
+    sim, _, _ = run
+    cust = sim.customers
+    window_end = START + timedelta(days=70)
+    movers = cust[
+        cust.moves_at.notna() & (cust.moves_at > START + timedelta(days=10)) & (cust.moves_at < window_end)
+    ]
+    assert len(movers) >= 10
+    online = frame[frame.channel.isin(["web", "mobile_app"])].merge(
+        movers[["customer_id", "home_city", "moves_at", "moves_to"]], on="customer_id"
+    )
+    before = online[online.t < online.moves_at]
+    after = online[online.t >= online.moves_at]
+    assert len(before) > 20 and len(after) > 20
+    assert (before.ip_city == before.home_city).mean() > 0.9
+    assert (after.ip_city == after.moves_to).mean() > 0.9
+    # the CRM view as of a date: the address changes exactly for those who moved by then
+    early = sim.customers_as_of(START).set_index("customer_id")
+    late = sim.customers_as_of(window_end).set_index("customer_id")
+    changed = set(late.index[late.home_city != early.reindex(late.index).home_city])
+    changed &= set(early.index)
+    moved_between = set(cust[(cust.moves_at >= START) & (cust.moves_at <= window_end)].customer_id) & set(
+        early.index
+    )
+    assert changed == moved_between
+    assert len(late) > len(early)  # customers who signed up during the window
