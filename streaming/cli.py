@@ -160,6 +160,14 @@ def _generate(args: argparse.Namespace) -> int:
             # paced: the run is exactly rate x duration events (the clock check below is the backstop)
             paced = max(1, int(rate * args.duration))
             total = min(total, paced) if total else paced
+        per_hour = rate * 3600 / max(1, int(shop["n_customers"]))
+        if per_hour > 1 and not args.quiet:
+            # one rate knob cannot keep per-customer behaviour realistic: say so (docs/events.md, Limits)
+            print(
+                f"note: {rate:g} events/s over {shop['n_customers']} customers is {per_hour:.0f} purchases per "
+                "customer per hour (history: ~0.1 per day); more --customers make live behaviour closer to it",
+                file=sys.stderr,
+            )
         chunks = sim.live_chunks(rate, max_events=total, as_json=True)
         mode = f"live at {rate:g} events/s" if rate > 0 else "live, unpaced"
     quiet_gc()
