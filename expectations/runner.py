@@ -30,6 +30,7 @@ from ecom.db import connect
 from ecom.errors import EcomError
 from ecom.settings import Settings, get_settings, service_env
 from expectations.catalog import ForeignKey, Targets, Thresholds, fact_foreign_keys
+from expectations.docs_site import localize_site
 from expectations.results import (
     ExpectationRow,
     blocking_failures,
@@ -276,7 +277,9 @@ def build_docs(project_root: Path | None = None, settings: Settings | None = Non
     with _context_lock(project_root, settings):
         ctx = open_context(project_root, settings)
         ctx.build_data_docs(site_names=[DOCS_SITE])
-    return docs_index(project_root, settings)
+        index = docs_index(project_root, settings)
+        localize_site(index.parent)
+    return index
 
 
 @contextmanager
@@ -351,6 +354,7 @@ def run_suites(
                 )
             outcome.status = "passed" if all(r.success for r in outcome.rows) else "failed"
             outcomes.append(outcome)
+        localize_site(docs_index(project_root, s).parent)
     run = QualityRun(run_id, run_at, outcomes, docs_index(project_root, s))
     if store:
         try:
