@@ -221,14 +221,6 @@ def _relation_exists(conn, qualified: str) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()[0]
 
 
-def _columns(conn, schema: str, table: str) -> set[str]:
-    rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema=%s AND table_name=%s",
-        (schema, table),
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
 def _query_df(conn, sql: str, params: Sequence[object] | None = None) -> pd.DataFrame:
     with conn.cursor() as cur:
         cur.execute(sql, params)
@@ -236,38 +228,33 @@ def _query_df(conn, sql: str, params: Sequence[object] | None = None) -> pd.Data
         return pd.DataFrame(cur.fetchall(), columns=names)
 
 
-def read_lines_from_db(conn, lines_table: str | None = None) -> tuple[pd.DataFrame, str]:
+MARTS_LINES_SQL = (
+    "SELECT customer_id, transaction_id AS order_id, event_time AS order_time, line_amount::float8 AS amount, "
+    "product_id, quantity::float8 AS quantity FROM marts.fct_order_lines"
+)
+MASTER_LINES_SQL = (
+    "SELECT t.customer_id, t.transaction_id AS order_id, t.event_time AS order_time, "
+    "((li->>'quantity')::numeric * (li->>'unit_price')::numeric)::float8 AS amount, "
+    "li->>'product_id' AS product_id, (li->>'quantity')::float8 AS quantity "
+    "FROM master.transactions t CROSS JOIN LATERAL jsonb_array_elements(t.line_items) li"
+)
+
+
+def read_lines_from_db(
+    conn, lines_table: str | None = None, source: str = "auto"
+) -> tuple[pd.DataFrame, str]:
     """Canonical lines from the warehouse; returns (frame, the relation read).
 
-    Prefers the batch layer's marts (marts.fct_order_lines, one row per product line); falls back to the master
-    dataset's line_items jsonb while the marts are not built (a fresh stack). Tests pass their own table name:
-    any relation with the canonical columns (customer_id, order_id, order_time, amount[, product_id, quantity]).
+    source "auto": the batch layer's marts.fct_order_lines (one row per product line) when it exists, else the
+    master dataset's line_items (a fresh stack before the first dbt build); "marts" / "master" force one.
+    lines_table: any relation with the canonical columns instead (tests point the assets at their own data).
     """
     if lines_table:
-        df = _query_df(conn, f"SELECT * FROM {lines_table}")
-        src = lines_table
-    elif _relation_exists(conn, "marts.fct_order_lines"):
-        cols = _columns(conn, "marts", "fct_order_lines")
-        amount = next(
-            (c for c in ("line_amount_usd", "amount_usd", "line_amount", "line_total") if c in cols),
-            "(quantity * unit_price)",
-        )
-        when = next(c for c in ("event_time", "order_time", "transaction_time") if c in cols)
-        df = _query_df(
-            conn,
-            f"SELECT customer_id, transaction_id AS order_id, {when} AS order_time, {amount}::float8 AS amount, "
-            "product_id, quantity::float8 AS quantity FROM marts.fct_order_lines",
-        )
-        src = "marts.fct_order_lines"
+        df, src = _query_df(conn, f"SELECT * FROM {lines_table}"), lines_table
+    elif source == "marts" or (source == "auto" and _relation_exists(conn, "marts.fct_order_lines")):
+        df, src = _query_df(conn, MARTS_LINES_SQL), "marts.fct_order_lines"
     else:
-        df = _query_df(
-            conn,
-            "SELECT t.customer_id, t.transaction_id AS order_id, t.event_time AS order_time, "
-            "((li->>'quantity')::numeric * (li->>'unit_price')::numeric)::float8 AS amount, "
-            "li->>'product_id' AS product_id, (li->>'quantity')::float8 AS quantity "
-            "FROM master.transactions t CROSS JOIN LATERAL jsonb_array_elements(t.line_items) li",
-        )
-        src = "master.transactions"
+        df, src = _query_df(conn, MASTER_LINES_SQL), "master.transactions"
     if df.empty:
         return df.reindex(columns=list(CANONICAL)), src
     df["order_time"] = (
