@@ -28,7 +28,9 @@ CREATE INDEX IF NOT EXISTS expectation_results_run_at_idx ON quality.expectation
 CREATE INDEX IF NOT EXISTS expectation_results_suite_idx ON quality.expectation_results (suite, run_at);
 
 -- Score of each run: share of expectations passed, weighted by severity (1.0 = everything passed).
-CREATE OR REPLACE VIEW quality.scores AS
+-- *_all views include the test suite's runs (trigger = 'test', on throwaway schemas); the dashboards read
+-- quality.scores / quality.suite_scores, which leave them out.
+CREATE OR REPLACE VIEW quality.scores_all AS
 SELECT
     run_id,
     trigger,
@@ -43,7 +45,7 @@ FROM quality.expectation_results
 GROUP BY run_id, trigger;
 
 -- The same score per suite and run, for the per-layer panels.
-CREATE OR REPLACE VIEW quality.suite_scores AS
+CREATE OR REPLACE VIEW quality.suite_scores_all AS
 SELECT
     run_id,
     trigger,
@@ -57,3 +59,9 @@ SELECT
          THEN coalesce(sum(weight) FILTER (WHERE success), 0) / sum(weight) END     AS score
 FROM quality.expectation_results
 GROUP BY run_id, trigger, suite;
+
+CREATE OR REPLACE VIEW quality.scores AS
+SELECT * FROM quality.scores_all WHERE trigger <> 'test';
+
+CREATE OR REPLACE VIEW quality.suite_scores AS
+SELECT * FROM quality.suite_scores_all WHERE trigger <> 'test';
