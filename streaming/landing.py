@@ -31,7 +31,13 @@ from ecom.settings import Settings, get_settings
 from streaming.master import CHARGEBACK_COLUMNS, MASTER_COLUMNS
 from streaming.speed import transforms
 from streaming.speed.query import KafkaLag, _latencies_ms, _percentiles, check_checkpoint
-from streaming.speed.sink import QUARANTINE_COLUMNS, QUARANTINE_CONFLICT, PostgresBatchSink, TableWrite, quarantine_rows
+from streaming.speed.sink import (
+    QUARANTINE_COLUMNS,
+    QUARANTINE_CONFLICT,
+    PostgresBatchSink,
+    TableWrite,
+    quarantine_rows,
+)
 
 log = logging.getLogger("ecom.landing")
 ENVELOPE = ["kafka_topic", "kafka_partition", "kafka_offset", "raw_payload", "reject_reason"]
@@ -82,7 +88,10 @@ def master_transactions(envelope: DataFrame) -> DataFrame:
 def master_chargebacks(envelope: DataFrame) -> DataFrame:
     """Kafka envelope of the labels topic -> CHARGEBACK_COLUMNS + raw_payload/reject_reason. Pure."""
     cb = transforms.flatten_chargebacks(transforms.parse_events(envelope, "chargeback"))
-    cols = [F.col("reported_ts").alias("reported_at") if c == "reported_at" else F.col(c) for c in CHARGEBACK_COLUMNS]
+    cols = [
+        F.col("reported_ts").alias("reported_at") if c == "reported_at" else F.col(c)
+        for c in CHARGEBACK_COLUMNS
+    ]
     return cb.select(*cols, "raw_payload", "reject_reason")
 
 
@@ -103,11 +112,17 @@ class LandingBatchWriter:
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         t0 = time.time()
         if self.sink.already_committed(batch_id):
-            log.info("%s batch %d: already committed (replay after restart), skipped", self.cfg.query_name, batch_id)
+            log.info(
+                "%s batch %d: already committed (replay after restart), skipped",
+                self.cfg.query_name,
+                batch_id,
+            )
             return
         env = transforms.kafka_envelope(batch_df).persist()
         try:
-            tx = master_transactions(env.filter(F.col("kafka_topic") == self.cfg.topic_transactions)).toArrow()
+            tx = master_transactions(
+                env.filter(F.col("kafka_topic") == self.cfg.topic_transactions)
+            ).toArrow()
             cb = master_chargebacks(env.filter(F.col("kafka_topic") == self.cfg.topic_labels)).toArrow()
         finally:
             env.unpersist()
@@ -169,7 +184,10 @@ def start_landing_query(spark: SparkSession, cfg: LandingConfig, settings: Setti
     check_checkpoint(cfg, s)  # type: ignore[arg-type]  (same fields: sink, checkpoint, query_name)
     cfg.checkpoint.mkdir(parents=True, exist_ok=True)
     raw = transforms.read_kafka(
-        spark, f"{cfg.topic_transactions},{cfg.topic_labels}", cfg.bootstrap_servers, cfg.max_offsets_per_trigger
+        spark,
+        f"{cfg.topic_transactions},{cfg.topic_labels}",
+        cfg.bootstrap_servers,
+        cfg.max_offsets_per_trigger,
     )
     return (
         raw.writeStream.queryName(cfg.query_name)

@@ -11,7 +11,9 @@ from ecom.errors import EcomError
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("py4j", "kafka", "urllib3", "mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -60,7 +62,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
     spark = get_spark(f"ecom-stream-{cfg.query_name}")
     query = start_speed_query(spark, cfg, s)
     logging.getLogger("ecom.speed").info(
-        "speed layer '%s' reading %s, checkpoint %s, trigger %s", cfg.query_name, cfg.topic, cfg.checkpoint, cfg.trigger
+        "speed layer '%s' reading %s, checkpoint %s, trigger %s",
+        cfg.query_name,
+        cfg.topic,
+        cfg.checkpoint,
+        cfg.trigger,
     )
     return _run(query, "speed")
 
@@ -85,7 +91,11 @@ def cmd_land(args: argparse.Namespace) -> int:
     query = start_landing_query(spark, cfg, s)
     logging.getLogger("ecom.landing").info(
         "landing '%s' reading %s + %s into master, checkpoint %s, trigger %s",
-        cfg.query_name, cfg.topic_transactions, cfg.topic_labels, cfg.checkpoint, cfg.trigger,
+        cfg.query_name,
+        cfg.topic_transactions,
+        cfg.topic_labels,
+        cfg.checkpoint,
+        cfg.trigger,
     )
     return _run(query, "landing")
 
@@ -97,14 +107,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Spark Structured Streaming speed layer. Defaults come from ecom.settings.",
     )
     p.add_argument("--topic", help="Kafka topic to read (default: settings.kafka.topic_transactions)")
-    p.add_argument("--checkpoint", help="checkpoint folder (default: <settings.spark.checkpoint_dir>/<query-name>)")
-    p.add_argument("--query-name", default="speed", help="query name; also the batch-marker key (default: speed)")
-    p.add_argument("--model-name", help="registered model to score with (default: settings.mlflow.model_name)")
+    p.add_argument(
+        "--checkpoint", help="checkpoint folder (default: <settings.spark.checkpoint_dir>/<query-name>)"
+    )
+    p.add_argument(
+        "--query-name", default="speed", help="query name; also the batch-marker key (default: speed)"
+    )
+    p.add_argument(
+        "--model-name", help="registered model to score with (default: settings.mlflow.model_name)"
+    )
     p.add_argument("--trigger", help="processing-time trigger, e.g. '2 seconds' (default: settings)")
     p.add_argument("--available-now", action="store_true", help="process what is in Kafka now, then stop")
-    p.add_argument("--max-offsets", type=_positive, help="max Kafka records per micro-batch (default: settings)")
-    p.add_argument("--state-buckets", type=int, default=8,
-                   help="group keyed state into N hash buckets (0 = one state per customer/terminal; default 8)")
+    p.add_argument(
+        "--max-offsets", type=_positive, help="max Kafka records per micro-batch (default: settings)"
+    )
+    p.add_argument(
+        "--state-buckets",
+        type=int,
+        default=8,
+        help="group keyed state into N hash buckets (0 = one state per customer/terminal; default 8)",
+    )
     p.set_defaults(func=cmd_stream)
 
     p = subparsers.add_parser(
@@ -114,9 +136,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--topic", help="transactions topic (default: settings.kafka.topic_transactions)")
     p.add_argument("--labels-topic", help="chargebacks topic (default: settings.kafka.topic_labels)")
-    p.add_argument("--checkpoint", help="checkpoint folder (default: <settings.spark.checkpoint_dir>/<query-name>)")
+    p.add_argument(
+        "--checkpoint", help="checkpoint folder (default: <settings.spark.checkpoint_dir>/<query-name>)"
+    )
     p.add_argument("--query-name", default="landing", help="query name; also the batch-marker key")
-    p.add_argument("--continuous", action="store_true",
-                   help="keep landing every few seconds (default: land what is new, then stop)")
+    p.add_argument(
+        "--continuous",
+        action="store_true",
+        help="keep landing every few seconds (default: land what is new, then stop)",
+    )
     p.add_argument("--trigger", help="processing-time trigger with --continuous (default '5 seconds')")
     p.set_defaults(func=cmd_land)

@@ -64,27 +64,43 @@ def test_exactly_once_into_speed_and_master_with_quarantine(stack, spark, test_m
     ids = [e["transaction_id"] for e in events]
     produce(stack, topic, events, MALFORMED)
     chargebacks = [
-        {"schema_version": 1, "transaction_id": e["transaction_id"], "customer_id": e["customer_id"],
-         "reported_at": e["event_time"], "fraud_scenario": "card_testing", "amount": e["amount"]}
+        {
+            "schema_version": 1,
+            "transaction_id": e["transaction_id"],
+            "customer_id": e["customer_id"],
+            "reported_at": e["event_time"],
+            "fraud_scenario": "card_testing",
+            "amount": e["amount"],
+        }
         for e in events[:5]
     ]
     produce(stack, labels, [], [json.dumps(c).encode() for c in chargebacks] + [b'{"schema_version": 1}'])
 
     cfg = StreamConfig.from_settings(
-        stack, topic=topic, query_name=unique("q_speed"), checkpoint=tmp_path / "speed", available_now=True,
-        model_name=model_name, max_offsets_per_trigger=120,
+        stack,
+        topic=topic,
+        query_name=unique("q_speed"),
+        checkpoint=tmp_path / "speed",
+        available_now=True,
+        model_name=model_name,
+        max_offsets_per_trigger=120,
     )
     start_speed_query(spark, cfg, stack).awaitTermination()
     assert _speed_rows(ids) == (300, 300)
-    assert _count(
-        "SELECT count(DISTINCT model_version) FROM speed.scored_transactions WHERE transaction_id = ANY(%s) "
-        "AND model_version = %s", (ids, versions[0])
-    ) == 1
+    assert (
+        _count(
+            "SELECT count(DISTINCT model_version) FROM speed.scored_transactions WHERE transaction_id = ANY(%s) "
+            "AND model_version = %s",
+            (ids, versions[0]),
+        )
+        == 1
+    )
     # several micro-batches (maxOffsetsPerTrigger), each with its marker and metrics row
     with connect() as conn:
         batches = conn.execute(
             "SELECT rows_in, rows_written, rows_quarantined, latency_p95_ms, kafka_lag FROM ops.stream_batches "
-            "WHERE query_name = %s ORDER BY batch_id", (cfg.query_name,)
+            "WHERE query_name = %s ORDER BY batch_id",
+            (cfg.query_name,),
         ).fetchall()
         quarantined = conn.execute(
             "SELECT reason, raw_payload FROM quarantine.events WHERE source = 'stream' AND kafka_topic = %s",
@@ -92,7 +108,8 @@ def test_exactly_once_into_speed_and_master_with_quarantine(stack, spark, test_m
         ).fetchall()
         alerts = conn.execute(
             "SELECT a.reasons, a.fraud_score >= a.threshold FROM speed.fraud_alerts a "
-            "WHERE a.transaction_id = ANY(%s)", (ids,)
+            "WHERE a.transaction_id = ANY(%s)",
+            (ids,),
         ).fetchall()
     assert len(batches) >= 3
     assert sum(b[0] for b in batches) == 304 and sum(b[1] for b in batches) == 300
@@ -113,7 +130,9 @@ def test_exactly_once_into_speed_and_master_with_quarantine(stack, spark, test_m
 
     # a batch replayed after a crash between COMMIT in Postgres and Spark's commit log: drop the last
     # commit-log entry, restart from the same checkpoint -> Spark recomputes it, the marker makes it a no-op
-    commits = sorted((tmp_path / "speed" / "commits").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
+    commits = sorted(
+        (tmp_path / "speed" / "commits").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1
+    )
     last = [p for p in commits if p.name.isdigit()][-1]
     last.unlink()
     (last.parent / f".{last.name}.crc").unlink(missing_ok=True)
@@ -122,18 +141,29 @@ def test_exactly_once_into_speed_and_master_with_quarantine(stack, spark, test_m
 
     # the batch landing: same topic into the master dataset, chargebacks from the labels topic
     land = LandingConfig.from_settings(
-        stack, topic_transactions=topic, topic_labels=labels, query_name=unique("q_land"),
+        stack,
+        topic_transactions=topic,
+        topic_labels=labels,
+        query_name=unique("q_land"),
         checkpoint=tmp_path / "land",
     )
     start_landing_query(spark, land, stack).awaitTermination()
     start_landing_query(spark, land, stack).awaitTermination()  # a second run finds nothing new
     assert _count("SELECT count(*) FROM master.transactions WHERE transaction_id = ANY(%s)", (ids,)) == 300
-    assert _count(
-        "SELECT count(*) FROM master.chargebacks WHERE transaction_id = ANY(%s)", ([c["transaction_id"] for c in chargebacks],)
-    ) == 5
-    assert _count(
-        "SELECT count(*) FROM quarantine.events WHERE source = 'landing' AND kafka_topic IN (%s, %s)", (topic, labels)
-    ) == 5
+    assert (
+        _count(
+            "SELECT count(*) FROM master.chargebacks WHERE transaction_id = ANY(%s)",
+            ([c["transaction_id"] for c in chargebacks],),
+        )
+        == 5
+    )
+    assert (
+        _count(
+            "SELECT count(*) FROM quarantine.events WHERE source = 'landing' AND kafka_topic IN (%s, %s)",
+            (topic, labels),
+        )
+        == 5
+    )
     with connect() as conn:
         row = conn.execute(
             "SELECT m.amount, m.line_items, m.kafka_topic FROM master.transactions m WHERE transaction_id = %s",
@@ -144,8 +174,22 @@ def test_exactly_once_into_speed_and_master_with_quarantine(stack, spark, test_m
 
 def _stream_cmd(topic: str, checkpoint: Path, query: str, model: str) -> list[str]:
     return [
-        sys.executable, "-m", "ecom.cli", "stream", "--topic", topic, "--checkpoint", str(checkpoint),
-        "--query-name", query, "--model-name", model, "--max-offsets", "150", "--trigger", "1 second",
+        sys.executable,
+        "-m",
+        "ecom.cli",
+        "stream",
+        "--topic",
+        topic,
+        "--checkpoint",
+        str(checkpoint),
+        "--query-name",
+        query,
+        "--model-name",
+        model,
+        "--max-offsets",
+        "150",
+        "--trigger",
+        "1 second",
     ]
 
 
@@ -184,7 +228,12 @@ def test_kill_minus_9_mid_run_then_restart_loses_and_duplicates_nothing(stack, t
             os.killpg(proc.pid, signal.SIGKILL)
     assert _speed_rows(ids) == (1500, 1500)
     # the markers account for every row exactly once, across both runs
-    assert _count("SELECT coalesce(sum(rows_written), 0) FROM speed.batch_commits WHERE query_name = %s", (query,)) == 1500
+    assert (
+        _count(
+            "SELECT coalesce(sum(rows_written), 0) FROM speed.batch_commits WHERE query_name = %s", (query,)
+        )
+        == 1500
+    )
 
 
 def test_moving_the_champion_alias_switches_the_model_without_restart(stack, spark, test_model, tmp_path):
@@ -197,7 +246,11 @@ def test_moving_the_champion_alias_switches_the_model_without_restart(stack, spa
     topic = unique("t_swap")
     create_topic(stack, topic)
     cfg = StreamConfig.from_settings(
-        stack, topic=topic, query_name=unique("q_swap"), checkpoint=tmp_path / "swap", trigger="1 second",
+        stack,
+        topic=topic,
+        query_name=unique("q_swap"),
+        checkpoint=tmp_path / "swap",
+        trigger="1 second",
         model_name=model_name,
     )
     champions = ChampionCache(spark, stack, model_name, poll_interval_s=0.0)
@@ -219,10 +272,12 @@ def test_moving_the_champion_alias_switches_the_model_without_restart(stack, spa
         registry.set_alias(v1, stack, model_name)
     with connect() as conn:
         v_first = conn.execute(
-            "SELECT DISTINCT model_version FROM speed.scored_transactions WHERE transaction_id = ANY(%s)", (ids1,)
+            "SELECT DISTINCT model_version FROM speed.scored_transactions WHERE transaction_id = ANY(%s)",
+            (ids1,),
         ).fetchall()
         v_second = conn.execute(
-            "SELECT DISTINCT model_version FROM speed.scored_transactions WHERE transaction_id = ANY(%s)", (ids2,)
+            "SELECT DISTINCT model_version FROM speed.scored_transactions WHERE transaction_id = ANY(%s)",
+            (ids2,),
         ).fetchall()
     assert v_first == [(v1,)]
     assert v_second == [(v2,)]

@@ -1,0 +1,267 @@
+"""`ecom bench stream`: sustained throughput and produce-to-commit latency of the speed layer.
+
+One run:
+1. a fresh topic; the speed-layer query (Postgres sink, as-fast-as-possible trigger) starts on it;
+2. a separate producer process (the simulator's live clock + the project's EventProducer) sends `rate`
+   events/s for `seconds`, every id under a run-unique namespace;
+3. when every produced event is committed (or progress stalls): latency = committed_at - Kafka produce
+   timestamp per row (p50/p95/p99 from Postgres), sustained = committed / (last commit - first produce),
+   lost = produced - distinct committed, duplicated = rows written by the query's batches - distinct ids;
+4. the ceiling: the same query with a no-op sink over the same topic from a fresh checkpoint
+   (availableNow): events / (last batch end - first batch start).
+Several runs print each run and the medians. Figures, never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ecom.benchmark import machine_info
+from ecom.settings import Settings, get_settings
+
+
+def _produce_live(
+    bootstrap_topic: str, rate: float, seconds: float, namespace: str, n_customers: int, out
+) -> None:
+    """Producer process: simulator live events at `rate`/s for `seconds` (own process: no GIL sharing)."""
+    from streaming.producer import EventProducer
+    from streaming.simulator import ShopSimulator, SimConfig
+
+    sim = ShopSimulator(SimConfig(seed=11, n_customers=n_customers, days=1, namespace=namespace))
+    sent = 0
+    first = None
+    with EventProducer(topic=bootstrap_topic, validate="none") as producer:
+        end = time.time() + seconds
+        for events, _labels in sim.live_chunks(rate):
+            if first is None:
+                first = time.time()
+            sent += producer.send_events(events)
+            if time.time() >= end:
+                break
+        producer.flush()
+    out.put({"sent": sent, "first_produce": first, "last_produce": time.time()})
+
+
+def _create_topic(settings: Settings, topic: str) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+        admin.create_topics([NewTopic(topic, settings.kafka.partitions, settings.kafka.replication_factor)])
+    finally:
+        admin.close()
+
+
+def _committed(settings: Settings, prefix: str) -> int:
+    from ecom.db import connect
+
+    with connect(settings) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM speed.scored_transactions WHERE transaction_id LIKE %s", (prefix + "%",)
+        ).fetchone()[0]
+
+
+def _figures(settings: Settings, prefix: str, query_name: str) -> dict[str, Any]:
+    from ecom.db import connect
+
+    with connect(settings) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT transaction_id), min(kafka_timestamp), max(committed_at), "
+            "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP "
+            "  (ORDER BY extract(epoch FROM committed_at - kafka_timestamp) * 1000) "
+            "FROM speed.scored_transactions WHERE transaction_id LIKE %s",
+            (prefix + "%",),
+        ).fetchone()
+        n, distinct, first_produce, last_commit, pct = row
+        written = conn.execute(
+            "SELECT coalesce(sum(rows_written), 0) FROM speed.batch_commits WHERE query_name = %s",
+            (query_name,),
+        ).fetchone()[0]
+        versions = conn.execute(
+            "SELECT DISTINCT model_version FROM speed.scored_transactions WHERE transaction_id LIKE %s LIMIT 5",
+            (prefix + "%",),
+        ).fetchall()
+    p50, p95, p99 = pct if pct else (None, None, None)
+    span = (last_commit - first_produce).total_seconds() if n else None
+    return {
+        "committed": n,
+        "distinct": distinct,
+        "rows_written_by_batches": int(written),
+        "span_s": span,
+        "sustained_events_per_s": (distinct / span) if span else 0.0,
+        "latency_ms": {"p50": p50, "p95": p95, "p99": p99},
+        "model_versions": [v[0] for v in versions],
+    }
+
+
+def run_once(
+    spark,
+    settings: Settings,
+    rate: float,
+    seconds: float,
+    model_name: str | None,
+    state_buckets: int,
+    max_offsets: int | None,
+    n_customers: int,
+    stall_s: float = 60.0,
+) -> dict[str, Any]:
+    from streaming.speed.query import StreamConfig, start_speed_query
+    from streaming.speed.scoring import ChampionCache
+
+    tag = uuid.uuid4().hex[:8]
+    topic, namespace = f"bench_stream_{tag}", f"b{tag}"
+    _create_topic(settings, topic)
+    work = Path(tempfile.mkdtemp(prefix=f"bench_{tag}_", dir=settings.spark.checkpoint_dir.parent))
+    cfg = StreamConfig.from_settings(
+        settings,
+        topic=topic,
+        query_name=f"bench_{tag}",
+        checkpoint=work / "pg",
+        model_name=model_name,
+        trigger="0 seconds",
+        max_offsets_per_trigger=max_offsets,
+        state_buckets=state_buckets,
+    )
+    champions = ChampionCache(spark, settings, cfg.model_name)
+    query = start_speed_query(spark, cfg, settings, champions=champions)
+    while query.lastProgress is None and query.isActive:  # first (empty) batch planned and run
+        time.sleep(0.2)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_produce_live, args=(topic, rate, seconds, namespace, n_customers, out))
+    proc.start()
+    produced = out.get(timeout=seconds + 600)
+    proc.join()
+    last, last_change = -1, time.time()
+    while True:
+        done = _committed(settings, namespace)
+        if done >= produced["sent"] or not query.isActive:
+            break
+        if done != last:
+            last, last_change = done, time.time()
+        elif time.time() - last_change > stall_s:
+            break
+        time.sleep(0.5)
+    query.stop()
+    figures = _figures(settings, namespace, cfg.query_name)
+
+    # ceiling: the same query with a no-op sink over the same events
+    ceiling_cfg = StreamConfig.from_settings(
+        settings,
+        topic=topic,
+        query_name=f"bench_{tag}_noop",
+        checkpoint=work / "noop",
+        model_name=model_name,
+        available_now=True,
+        max_offsets_per_trigger=max_offsets,
+        state_buckets=state_buckets,
+        sink="noop",
+    )
+    batches: list[dict[str, Any]] = []
+    start = time.time()
+    ceiling_query = start_speed_query(
+        spark, ceiling_cfg, settings, champions=champions, on_batch=batches.append
+    )
+    ceiling_query.awaitTermination()
+    elapsed = time.time() - start
+    progress = [p for p in ceiling_query.recentProgress if p.get("numInputRows", 0) > 0]
+    busy_s = sum(p["durationMs"].get("triggerExecution", 0) for p in progress) / 1000.0
+    ceiling_events = sum(b["rows_in"] for b in batches)
+    return {
+        "produced": produced["sent"],
+        "lost": produced["sent"] - figures["distinct"],
+        "duplicated": figures["rows_written_by_batches"] - figures["distinct"],
+        **figures,
+        "ceiling_events_per_s": ceiling_events / busy_s if busy_s else 0.0,
+        "ceiling_wall_s": elapsed,
+        "ceiling_events": ceiling_events,
+        "topic": topic,
+    }
+
+
+def _median(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(statistics.median(vals)) if vals else None
+
+
+def bench(args: argparse.Namespace) -> int:
+    import logging
+
+    from ecom.spark import get_spark
+
+    logging.basicConfig(level=logging.WARNING)
+    if args.verbose:
+        logging.getLogger("ecom").setLevel(logging.INFO)
+    s = get_settings()
+    spark = get_spark("ecom-bench-stream")
+    runs = []
+    for i in range(args.runs):
+        r = run_once(
+            spark,
+            s,
+            args.rate,
+            args.seconds,
+            args.model_name,
+            args.state_buckets,
+            args.max_offsets,
+            args.customers,
+        )
+        runs.append(r)
+        if not args.json:
+            print(f"run {i + 1}: {json.dumps(r, default=str)}")
+    result = {
+        "sustained_events_per_s": _median([r["sustained_events_per_s"] for r in runs]),
+        "latency_ms": {q: _median([r["latency_ms"][q] for r in runs]) for q in ("p50", "p95", "p99")},
+        "lost": max(r["lost"] for r in runs),
+        "duplicated": max(r["duplicated"] for r in runs),
+        "ceiling_events_per_s": _median([r["ceiling_events_per_s"] for r in runs]),
+        "settings": {
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "runs": args.runs,
+            "aggregate": "median of runs (lost/duplicated: max)",
+            "spark_master": s.spark.master,
+            "shuffle_partitions": s.spark.shuffle_partitions,
+            "max_offsets_per_trigger": args.max_offsets or s.spark.max_offsets_per_trigger,
+            "trigger": "processingTime 0 s",
+            "state_buckets": args.state_buckets,
+            "kafka_partitions": s.kafka.partitions,
+            "simulated_customers": args.customers,
+            "model_versions": sorted({v for r in runs for v in r["model_versions"]}),
+        },
+        "runs": runs,
+        "machine": machine_info(),
+    }
+    result["sustained_to_ceiling"] = (
+        result["sustained_events_per_s"] / result["ceiling_events_per_s"]
+        if result["ceiling_events_per_s"]
+        else None
+    )
+    print(json.dumps(result, default=str, indent=None if args.json else 2))
+    return 0
+
+
+def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
+    p = bench_subparsers.add_parser(
+        "stream", help="speed layer: sustained events/s and produce-to-commit latency"
+    )
+    p.add_argument("--rate", type=float, default=1000.0, help="events/s produced (default 1000)")
+    p.add_argument("--seconds", type=float, default=30.0, help="seconds of producing per run (default 30)")
+    p.add_argument("--runs", type=int, default=3, help="runs; medians are reported (default 3)")
+    p.add_argument(
+        "--model-name", help="registered model (default: settings; bootstrapped when it has no champion)"
+    )
+    p.add_argument("--state-buckets", type=int, default=8, help="keyed-state hash buckets (0 = per key)")
+    p.add_argument("--max-offsets", type=int, help="max Kafka records per micro-batch (default: settings)")
+    p.add_argument("--customers", type=int, default=20_000, help="simulated customers (default 20000)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verbose", action="store_true", help="log every micro-batch")
+    p.set_defaults(func=bench)
