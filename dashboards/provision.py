@@ -267,6 +267,30 @@ def dashboard_url(base_url: str, dashboard_id: int, refresh_seconds: int | None)
 # ----------------------------------------------------------------------------------------------- HTTP adapter
 
 
+def _transport_reason(exc: BaseException) -> str:
+    """The root cause of a failed connection in words (requests wraps it three levels deep)."""
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = (
+            cur.__cause__
+            or cur.__context__
+            or (cur.args[0] if cur.args and isinstance(cur.args[0], BaseException) else None)
+        )
+        reason = getattr(cur, "reason", None)
+        if isinstance(reason, BaseException) and reason not in seen:
+            cur = reason
+    text = " ".join(str(e) for e in seen)
+    if any(isinstance(e, ConnectionRefusedError) for e in seen) or "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "NameResolution" in text or "nodename nor servname" in text:
+        return "host name not found"
+    if any(isinstance(e, TimeoutError) for e in seen) or "timed out" in text:
+        return "connection timed out"
+    return type(seen[-1]).__name__
+
+
 def _short(text: str, limit: int = 160) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -300,7 +324,7 @@ class MetabaseClient:
                 timeout=(min(self.timeout, 10.0), self.timeout),
             )
         except requests.ConnectionError as exc:
-            reason = type(getattr(exc, "__context__", None) or exc).__name__
+            reason = _transport_reason(exc)
             raise MetabaseError(
                 f"cannot reach Metabase at {self.url} ({reason}); start Metabase or fix METABASE_URL"
             ) from None
@@ -344,7 +368,7 @@ class MetabaseClient:
         try:
             resp = self.http.get(f"{self.url}/api/session/properties", timeout=(min(self.timeout, 10.0), 30))
         except requests.ConnectionError as exc:
-            reason = type(getattr(exc, "__context__", None) or exc).__name__
+            reason = _transport_reason(exc)
             raise MetabaseError(
                 f"cannot reach Metabase at {self.url} ({reason}); start Metabase or fix METABASE_URL"
             ) from None

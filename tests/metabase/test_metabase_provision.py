@@ -284,7 +284,7 @@ def _cli_error(capsys, monkeypatch, settings) -> str:
 def test_unreachable_server_is_one_line(capsys, monkeypatch):
     url = f"http://127.0.0.1:{_free_port()}"
     err = _cli_error(capsys, monkeypatch, settings_for(url))
-    assert err.startswith("ecom metabase: cannot reach Metabase at " + url)
+    assert err.startswith(f"ecom metabase: cannot reach Metabase at {url} (connection refused)")
     assert "METABASE_URL" in err
 
 
