@@ -168,3 +168,22 @@ def test_plan_dashcards_keeps_ids_adds_negative_and_drops_removed():
     assert none == {} and same[0]["id"] == 10
     with pytest.raises(MetabaseError, match="empty dashcard list"):
         plan_dashcards([], existing)
+
+
+def test_check_sql_bad_param_flag_is_one_line(capsys):
+    from ecom.cli import main
+
+    assert main(["metabase", "check-sql", "--param", "customer_id"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "ecom metabase: --param 'customer_id' is not NAME=VALUE; write e.g. --param customer_id=C000123"
+    )
+
+
+def test_bad_spec_file_is_one_line(tmp_path, capsys):
+    from ecom.cli import main
+
+    (tmp_path / "broken.yaml").write_text("name: X\ncards: [\n")
+    assert main(["metabase", "provision", "--dry-run", "--specs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "broken.yaml: not valid YAML" in err
