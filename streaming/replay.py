@@ -11,9 +11,11 @@ topic, `label_delay_days` after the transaction.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -124,22 +126,50 @@ class ColumnMapping:
             ) from None
 
 
-def read_table(path: Path) -> tuple[pd.DataFrame, int]:
-    """The file as strings (raw values kept for the dead letters) and the line number of its first row."""
+def read_table(path: Path) -> tuple[pd.DataFrame, list[int], list[tuple[int, dict[str, Any], str]]]:
+    """(rows as raw values, each row's line number, malformed lines as (line, raw, reason)).
+
+    CSV is read with the csv module rather than pandas so that a line with the wrong number of fields
+    becomes a reported, dead-lettered row instead of failing the whole file; Parquet rows are numbered
+    from 1.
+    """
     if not path.exists():
         raise EcomError(f"file {path} does not exist")
     if not path.is_file():
         raise EcomError(f"{path} is not a file")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
             df = pd.read_parquet(path)
-            return df.astype(object).where(df.notna(), None), 1  # parquet: row numbers start at 1
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], skip_blank_lines=False)
-        return df, 2  # line 1 is the header
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
-        raise EcomError(f"cannot read {path} as {kind} ({type(exc).__name__}: {str(exc)[:120]})") from None
+        except (OSError, ValueError) as exc:
+            raise EcomError(
+                f"cannot read {path} as Parquet ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
+        df = df.astype(object).where(df.notna(), None)
+        return df, list(range(1, len(df) + 1)), []
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    malformed: list[tuple[int, dict[str, Any], str]] = []
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if not header:
+                raise EcomError(f"{path} is empty: a CSV needs a header line naming its columns")
+            previous = reader.line_num
+            for record in reader:
+                line, previous = previous + 1, reader.line_num  # a quoted field may span lines
+                if not record:
+                    continue  # an empty line holds no row
+                if len(record) != len(header):
+                    malformed.append(
+                        (line, {"fields": record}, f"expected {len(header)} fields, found {len(record)}")
+                    )
+                    continue
+                rows.append(record)
+                lines.append(line)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise EcomError(f"cannot read {path} as CSV ({type(exc).__name__}: {str(exc)[:120]})") from None
+    return pd.DataFrame(rows, columns=header, dtype=object), lines, malformed
 
 
 def _number(value: Any, what: str) -> float:
@@ -260,13 +290,17 @@ class ReplayReport:
 
 
 def convert_rows(
-    df: pd.DataFrame, mapping: ColumnMapping, first_line: int, file_key: str, label_delay_days: float
+    df: pd.DataFrame,
+    mapping: ColumnMapping,
+    lines: Sequence[int] | int,
+    file_key: str,
+    label_delay_days: float,
 ) -> tuple[list[tuple[int, dict[str, Any], dict[str, Any] | None]], list[tuple[int, dict[str, Any], str]]]:
     """Pure part of the replay: ([(line, event, label)], [(line, raw row, reason)])."""
     tz = ZoneInfo(mapping.timezone)
     good, bad = [], []
     for i, row in enumerate(df.to_dict(orient="records")):
-        line = first_line + i
+        line = lines + i if isinstance(lines, int) else lines[i]
         raw = {
             k: (None if v is None else (v if isinstance(v, str | int | float | bool) else str(v)))
             for k, v in row.items()
@@ -312,10 +346,11 @@ def replay_file(
 
     from streaming.producer import EventProducer
 
-    df, first_line = read_table(path)
+    df, lines, malformed = read_table(path)
     mapping.check(list(df.columns), str(path))
     file_key = hashlib.blake2b(path.read_bytes(), digest_size=5).hexdigest()
-    good, bad = convert_rows(df, mapping, first_line, file_key, label_delay_days)
+    good, bad = convert_rows(df, mapping, lines, file_key, label_delay_days)
+    bad = sorted(malformed + bad, key=lambda b: b[0])
     s = settings or get_settings()
     t0 = time.monotonic()
     with EventProducer(

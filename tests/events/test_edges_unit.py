@@ -56,7 +56,7 @@ def test_replay_rows_become_contract_events_and_bad_rows_keep_their_line_numbers
             {"cust": "c5", "shop": "m2", "amt": "7", "ts": "yesterday-ish", "sku": "p3", "fraud": "0"},
         ]
     )
-    good, bad = convert_rows(df, MAPPING, first_line=2, file_key="k", label_delay_days=30)
+    good, bad = convert_rows(df, MAPPING, lines=2, file_key="k", label_delay_days=30)
     assert [line for line, _, _ in good] == [4, 2]  # sorted by event time
     assert all(validate_transaction(ev) == [] for _, ev, _ in good)
     by_line = {line: reason for line, _, reason in bad}
@@ -105,8 +105,23 @@ def test_read_table_errors_are_one_clear_line(tmp_path: Path):
     with pytest.raises(EcomError, match="cannot read"):
         read_table(tmp_path / "x.parquet")
     pd.DataFrame({"a": [1.5, None]}).to_parquet(tmp_path / "ok.parquet")
-    df, first = read_table(tmp_path / "ok.parquet")
-    assert first == 1 and df.a.iloc[1] is None
+    df, lines, malformed = read_table(tmp_path / "ok.parquet")
+    assert lines == [1, 2] and malformed == [] and df.a.iloc[1] is None
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(EcomError, match="empty"):
+        read_table(tmp_path / "empty.csv")
+
+
+def test_csv_lines_with_the_wrong_field_count_are_reported_not_fatal(tmp_path: Path):
+    (tmp_path / "r.csv").write_text('a,b\n1,2\n3,4,5\n\n"multi\nline",6\n7\n8,9\n')
+    df, lines, malformed = read_table(tmp_path / "r.csv")
+    assert df.values.tolist() == [["1", "2"], ["multi\nline", "6"], ["8", "9"]]
+    assert lines == [2, 5, 8]
+    assert [(line, reason) for line, _, reason in malformed] == [
+        (3, "expected 2 fields, found 3"),
+        (7, "expected 2 fields, found 1"),
+    ]
+    assert malformed[0][1] == {"fields": ["3", "4", "5"]}
 
 
 def test_partition_for_key_matches_kafkas_default_partitioner():

@@ -238,7 +238,7 @@ def test_replay_csv_with_a_bad_row(stack, topics, tmp_path: Path):
 
 def test_cli_replay_reports_bad_lines(stack, topics, tmp_path: Path, capsys):
     csv = tmp_path / "r.csv"
-    csv.write_text("c,a,t\nu1,1.5,2025-01-01 00:00:00\nu2,,2025-01-01 00:01:00\n")
+    csv.write_text("c,a,t\nu1,1.5,2025-01-01 00:00:00\nu2,,2025-01-01 00:01:00\nu3,2,2025-01-01,extra\n")
     code = main(
         [
             "replay",
@@ -261,7 +261,10 @@ def test_cli_replay_reports_bad_lines(stack, topics, tmp_path: Path, capsys):
     assert code == 0
     err = capsys.readouterr().err
     assert f"{csv}:3: amount" in err
-    assert len(consume(stack, topics["dlq"], expected=1)) == 1
+    assert f"{csv}:4: expected 3 fields, found 4" in err
+    dead = [orjson.loads(r.value) for r in consume(stack, topics["dlq"], expected=2)]
+    assert sorted(d["line"] for d in dead) == [3, 4]
+    assert len(consume(stack, topics["tx"], expected=1)) == 1
 
 
 def test_reference_data_upserts_and_only_real_changes_move_updated_at(stack):
