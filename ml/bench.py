@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 
 from ecom.benchmark import machine_info
@@ -35,6 +36,7 @@ def bench_train(args: argparse.Namespace) -> int:
         "chargebacks": len(cb),
         "simulate_s": round(simulate_s, 2),
         "train_s": {k: round(v, 2) for k, v in result.timings.items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "holdout_metrics": result.metrics,
         "variant": result.params["variant"],
         "model_version": result.version,

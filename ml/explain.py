@@ -72,6 +72,26 @@ def _device_text(row: pd.Series, v: float) -> str:
 
 RULES: list[ReasonRule] = [
     ReasonRule(
+        "currency_mismatch",
+        "country",
+        True,
+        1.0,
+        0.0,
+        lambda r, v: f"card charged in {r.get('currency')} from an IP in {r.get('ip_country') or '?'}",
+        lambda r: 0.0,
+        lambda r, v: v >= 1,
+    ),
+    ReasonRule(
+        "term_far_24h",
+        "terminal_far",
+        True,
+        2.0,
+        0.0,
+        lambda r, v: f"terminal took {int(v)} payments from customers far from home in the last 24 hours",
+        lambda r: 0.0,
+        lambda r, v: v >= 1,
+    ),
+    ReasonRule(
         "amount_to_median",
         "amount",
         True,
