@@ -225,6 +225,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from streaming.producer import LabelOutbox
     from streaming.replay import ColumnMapping, replay_file
 
     mapping = ColumnMapping.from_args(args)
@@ -237,6 +238,7 @@ def _replay(args: argparse.Namespace) -> int:
         dead_letter_topic=args.dead_letter_topic,
         label_delay_days=args.label_delay_days,
         progress=not args.quiet,
+        outbox=LabelOutbox.default() if args.outbox is None else LabelOutbox(Path(args.outbox)),
     )
     for line, reason in report.bad_rows[:20]:
         print(f"{args.file}:{line}: {reason} -> dead-letter topic", file=sys.stderr)
@@ -338,6 +340,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--currency", dest="default_currency", help="currency when no column maps it (default USD)"
     )
     r.add_argument("--timezone", help="zone of naive timestamps (default UTC)")
+    r.add_argument("--outbox", help="file of chargebacks not yet due (default: under the state folder)")
     r.add_argument(
         "--speed",
         type=_non_negative_float,

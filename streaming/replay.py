@@ -28,6 +28,7 @@ import yaml
 from ecom.errors import EcomError
 from ecom.settings import Settings, get_settings
 from streaming.contract import enum_values, validate_transaction
+from streaming.producer import LabelOutbox
 
 # contract field -> mapping key; everything but customer/amount/timestamp is optional
 MAPPABLE = [
@@ -269,6 +270,7 @@ class ReplayReport:
     rows: int = 0
     delivered: int = 0
     labels: int = 0
+    labels_pending: int = 0
     bad_rows: list[tuple[int, str]] = field(default_factory=list)
     seconds: float = 0.0
     topic: str = ""
@@ -281,6 +283,7 @@ class ReplayReport:
             "delivered": self.delivered,
             "dead_lettered": len(self.bad_rows),
             "labels": self.labels,
+            "labels_pending": self.labels_pending,
             "seconds": round(self.seconds, 2),
             "topic": self.topic,
             "labels_topic": self.labels_topic,
@@ -340,6 +343,7 @@ def replay_file(
     label_delay_days: float = 30.0,
     settings: Settings | None = None,
     progress: bool = False,
+    outbox: LabelOutbox | None = None,
 ) -> ReplayReport:
     """Replay `path` into Kafka: what was delivered, labelled and dead-lettered (with line numbers)."""
     from tqdm import tqdm
@@ -353,6 +357,8 @@ def replay_file(
     bad = sorted(malformed + bad, key=lambda b: b[0])
     s = settings or get_settings()
     t0 = time.monotonic()
+    now = datetime.now(UTC)
+    pending = 0
     with EventProducer(
         s, topic=topic, labels_topic=labels_topic, dead_letter_topic=dead_letter_topic, validate="none"
     ) as producer:
@@ -370,12 +376,19 @@ def replay_file(
                     time.sleep(wait)
             producer.send_events([event])
             if label is not None:
-                producer.send_labels([label])
+                if outbox is not None and datetime.fromisoformat(label["reported_at"]) > now:
+                    outbox.add(label)  # not reported yet: published by a later run once due
+                else:
+                    producer.send_labels([label])
+        if outbox is not None:
+            due, pending = outbox.release_due()
+            producer.send_labels(due)
         producer.flush()
         report = ReplayReport(
             rows=len(df),
             delivered=producer.stats.events,
             labels=producer.stats.labels,
+            labels_pending=pending,
             bad_rows=[(line, reason) for line, _, reason in bad],
             seconds=time.monotonic() - t0,
             topic=producer.topic,

@@ -20,7 +20,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from ecom.cli import main
 from ecom.db import connect
 from ecom.errors import EcomError
-from streaming.producer import EventProducer, partition_for_key
+from streaming.producer import EventProducer, LabelOutbox, partition_for_key
 from streaming.replay import ColumnMapping, replay_file
 from streaming.simulator import SCENARIOS, ShopSimulator, SimConfig
 from streaming.simulator.reference import write_reference
@@ -202,6 +202,7 @@ def test_replay_csv_with_a_bad_row(stack, topics, tmp_path: Path):
         "a2,u2,t1,not-a-number,2025-02-01T10:05:00Z,s2,0\n"
         "a3,u1,t2,250.40,2025-02-01T10:07:00Z,s3,1\n"
         "a4,u3,t2,5.5,2025-02-01T11:00:00Z,,0\n"
+        f"a5,u4,t2,80,{(datetime.now(UTC) - timedelta(days=2)).isoformat()},s1,1\n"
     )
     mapping = ColumnMapping(
         {
@@ -222,11 +223,13 @@ def test_replay_csv_with_a_bad_row(stack, topics, tmp_path: Path):
         labels_topic=topics["labels"],
         dead_letter_topic=topics["dlq"],
         settings=stack,
+        outbox=LabelOutbox(tmp_path / "outbox.jsonl"),
     )
-    assert report.delivered == 3 and report.labels == 1
+    # a5's chargeback is reported 30 days after it, in the future: it waits in the outbox
+    assert report.delivered == 4 and report.labels == 1 and report.labels_pending == 1
     assert [line for line, _ in report.bad_rows] == [3]
-    delivered = [orjson.loads(r.value) for r in consume(stack, topics["tx"], expected=3)]
-    assert sorted(e["transaction_id"] for e in delivered) == ["a1", "a3", "a4"]
+    delivered = [orjson.loads(r.value) for r in consume(stack, topics["tx"], expected=4)]
+    assert sorted(e["transaction_id"] for e in delivered) == ["a1", "a3", "a4", "a5"]
     dead = [orjson.loads(r.value) for r in consume(stack, topics["dlq"], expected=1)]
     assert len(dead) == 1
     assert (
@@ -234,6 +237,7 @@ def test_replay_csv_with_a_bad_row(stack, topics, tmp_path: Path):
     )
     labels = [orjson.loads(r.value) for r in consume(stack, topics["labels"], expected=1)]
     assert [lab["transaction_id"] for lab in labels] == ["a3"]
+    assert "a5" in (tmp_path / "outbox.jsonl").read_text()
 
 
 def test_cli_replay_reports_bad_lines(stack, topics, tmp_path: Path, capsys):
@@ -242,6 +246,8 @@ def test_cli_replay_reports_bad_lines(stack, topics, tmp_path: Path, capsys):
     code = main(
         [
             "replay",
+            "--outbox",
+            str(tmp_path / "outbox.jsonl"),
             str(csv),
             "--customer-col",
             "c",
