@@ -278,26 +278,37 @@ def test_reference_data_upserts_and_only_real_changes_move_updated_at(stack):
     sim = ShopSimulator(
         SimConfig(seed=4, n_customers=50, n_products=40, n_merchants=5, days=10, namespace=ns)
     )
-    first = write_reference(sim, stack)
-    assert first == {"customers": 50, "products": 40, "merchants": 5, "terminals": len(sim.terminals)}
-    assert write_reference(sim, stack) == {"customers": 0, "products": 0, "merchants": 0, "terminals": 0}
-    stayer = sim.customers.index[sim.customers.moves_at.isna()][0]  # a mover's home follows the move
-    cid = sim.customers.customer_id[stayer]
-    with connect(stack) as conn:
-        before = conn.execute(
-            "SELECT updated_at FROM reference.customers WHERE customer_id = %s", [cid]
-        ).fetchone()
-    sim.customers.loc[stayer, "home_city"] = "Somewhere New"
-    assert write_reference(sim, stack)["customers"] == 1
-    with connect(stack) as conn:
-        row = conn.execute(
-            "SELECT home_city, updated_at FROM reference.customers WHERE customer_id = %s", [cid]
-        ).fetchone()
-        n = conn.execute(
-            "SELECT count(*) FROM reference.products WHERE product_id LIKE %s", [ns + "%"]
-        ).fetchone()
-    assert row[0] == "Somewhere New" and row[1] > before[0]
-    assert n[0] == 40
+    try:
+        first = write_reference(sim, stack)
+        assert first == {"customers": 50, "products": 40, "merchants": 5, "terminals": len(sim.terminals)}
+        assert write_reference(sim, stack) == {"customers": 0, "products": 0, "merchants": 0, "terminals": 0}
+        stayer = sim.customers.index[sim.customers.moves_at.isna()][0]  # a mover's home follows the move
+        cid = sim.customers.customer_id[stayer]
+        with connect(stack) as conn:
+            before = conn.execute(
+                "SELECT updated_at FROM reference.customers WHERE customer_id = %s", [cid]
+            ).fetchone()
+        sim.customers.loc[stayer, "home_city"] = "Somewhere New"
+        assert write_reference(sim, stack)["customers"] == 1
+        with connect(stack) as conn:
+            row = conn.execute(
+                "SELECT home_city, updated_at FROM reference.customers WHERE customer_id = %s", [cid]
+            ).fetchone()
+            n = conn.execute(
+                "SELECT count(*) FROM reference.products WHERE product_id LIKE %s", [ns + "%"]
+            ).fetchone()
+        assert row[0] == "Somewhere New" and row[1] > before[0]
+        assert n[0] == 40
+    finally:  # the reference tables are shared: remove this test's own rows
+        with connect(stack) as conn:
+            for table, key in (
+                ("customers", "customer_id"),
+                ("products", "product_id"),
+                ("merchants", "merchant_id"),
+                ("terminals", "terminal_id"),
+            ):
+                conn.execute(f"DELETE FROM reference.{table} WHERE {key} LIKE %s", [ns + "%"])
+            conn.commit()
 
 
 def test_unreachable_broker_is_one_clear_error(stack):
