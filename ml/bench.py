@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 
@@ -36,6 +37,7 @@ def bench_train(args: argparse.Namespace) -> int:
         "chargebacks": len(cb),
         "simulate_s": round(simulate_s, 2),
         "train_s": {k: round(v, 2) for k, v in result.timings.items()},
+        "load_avg_1m_after": round(os.getloadavg()[0], 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "holdout_metrics": result.metrics,
         "variant": result.params["variant"],

@@ -308,7 +308,7 @@ def train(
     name = model_name or s.mlflow.model_name
     timings: dict[str, float] = {}
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     enriched, _ = history_context(tx, chargebacks)
     enriched = model_input(enriched)
     timings["context_s"] = time.perf_counter() - t0
@@ -456,6 +456,8 @@ def train(
         registry.set_alias(version, s, name)
         promoted = True
     timings["total_s"] = time.perf_counter() - t0
+    # CPU seconds of this process: on a shared machine wall time includes waiting for a core
+    timings["total_cpu_s"] = time.process_time() - cpu0
     return TrainResult(
         version=version,
         run_id=run.info.run_id,
