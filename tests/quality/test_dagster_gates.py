@@ -16,7 +16,7 @@ from orchestration.defs.quality.checks import build_quality_checks
 from orchestration.defs.quality.resources import QualityResource
 from tests.quality.support import QSchema, make_events
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 MASTER = dg.AssetKey(list(SUITE_ASSETS["master_transactions"]))
 SPEED = dg.AssetKey(list(SUITE_ASSETS["speed_scored_transactions"]))

@@ -11,7 +11,7 @@ import pytest
 from expectations.runner import build_docs, run_suites
 from tests.quality.support import QSchema, make_events
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_FLAGS = [

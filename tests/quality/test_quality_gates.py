@@ -96,6 +96,7 @@ def _inject(q: QSchema, kind: str) -> None:
         q.insert_speed([e for e in bad if e is not bad[-1] or kind != "duplicate_ids"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["null_ids", "negative_amounts", "future_timestamps", "duplicate_ids"])
 def test_bad_rows_fail_the_right_expectations_and_lower_the_score(qschema: QSchema, gx_root, stack, kind):
     _clean(qschema)
@@ -125,6 +126,7 @@ def test_bad_rows_fail_the_right_expectations_and_lower_the_score(qschema: QSche
     assert {(e, c if e != "unexpected_rows_expectation" else None) for e, c in expected} <= failed_stored
 
 
+@pytest.mark.slow
 def test_speed_layer_missing_rows_beyond_lag_block(qschema: QSchema, gx_root):
     events = make_events(20, 3, qschema.now - timedelta(hours=1))
     qschema.insert_events(events, landed_at=qschema.now - timedelta(minutes=30))
@@ -214,6 +216,7 @@ def test_marts_reconcile_and_referential_integrity(qschema: QSchema, gx_root):
     assert bad.suite(fk.suite_name).blocking
 
 
+@pytest.mark.slow
 def test_cli_json_and_exit_code(qschema: QSchema, gx_root, capsys):
     # in-process through the real argparse entry point: a subprocess would pay the GX import twice more
     _clean(qschema)
@@ -241,3 +244,32 @@ def test_cli_bad_suite_name_is_one_line(capsys):
     assert main(["quality", "--suite", "no_such_suite"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown suite no_such_suite" in err
+
+
+def test_analytics_segments_and_lifetime_value(qschema: QSchema, gx_root):
+    from analytics.rfm import SEGMENTS
+
+    s = qschema.name
+    qschema.execute(f"CREATE TABLE {s}.rfm_customers (customer_id text, segment text, r_score int)")
+    qschema.execute(
+        f"CREATE TABLE {s}.customer_ltv (customer_id text, p_alive double precision, "
+        "expected_purchases_90d double precision, predicted_value_90d double precision)"
+    )
+    for i, seg in enumerate(SEGMENTS):
+        qschema.execute(f"INSERT INTO {s}.rfm_customers VALUES (%s, %s, 3)", (f"C{i}", seg))
+        qschema.execute(f"INSERT INTO {s}.customer_ltv VALUES (%s, 0.5, 1.2, 80.0)", (f"C{i}",))
+    names = ["analytics_rfm_customers", "analytics_customer_ltv"]
+    good = _run(qschema, gx_root, names=names)
+    assert [good.suite(n).status for n in names] == ["passed", "passed"]
+    qschema.execute(f"INSERT INTO {s}.rfm_customers VALUES ('C999', 'Big Spenders', 5)")  # not one of the 11
+    qschema.execute(f"INSERT INTO {s}.customer_ltv VALUES ('C999', 1.5, 2.0, -10.0)")
+    bad = _run(qschema, gx_root, names=names)
+    assert failing(bad, "analytics_rfm_customers") == {
+        ("expect_column_values_to_be_in_set", "segment"),
+        ("expect_column_distinct_values_to_be_in_set", "segment"),
+    }
+    assert failing(bad, "analytics_customer_ltv") == {
+        ("expect_column_values_to_be_between", "predicted_value_90d"),
+        ("expect_column_values_to_be_between", "p_alive"),
+    }
+    assert bad.suite("analytics_rfm_customers").blocking and bad.suite("analytics_customer_ltv").blocking
