@@ -53,26 +53,34 @@ class GammaGammaParams:
         return {"model": "gamma_gamma", **asdict(self)}
 
 
-def rfm_summary(
-    lines: pd.DataFrame, observation_end: pd.Timestamp | None = None, since: pd.Timestamp | None = None
-) -> pd.DataFrame:
-    """Per customer frequency, recency, T and monetary_value (see module docstring), from orders up to
-    observation_end (inclusive, by day; default the last order day). `since` drops earlier orders."""
+def daily_purchases(lines: pd.DataFrame) -> pd.DataFrame:
+    """customer_id, day, amount: one row per customer and day with an order (the model's unit of purchase)."""
     orders = customer_orders(lines)
-    day = orders["order_time"].dt.normalize()
-    if observation_end is None:
-        observation_end = day.max()
-    observation_end = pd.Timestamp(observation_end).normalize()
-    keep = day <= observation_end
-    if since is not None:
-        keep &= day > pd.Timestamp(since).normalize()
-    daily = (
-        orders.loc[keep]
-        .assign(day=day[keep])
+    return (
+        orders.assign(day=orders["order_time"].dt.normalize())
         .groupby(["customer_id", "day"], as_index=False, sort=True, observed=True)["amount"]
         .sum()
     )
-    g = daily.groupby("customer_id", sort=True, observed=True)
+
+
+def rfm_summary(
+    lines: pd.DataFrame | None,
+    observation_end: pd.Timestamp | None = None,
+    since: pd.Timestamp | None = None,
+    daily: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Per customer frequency, recency, T and monetary_value (see module docstring), from purchase days up to
+    observation_end (inclusive; default the last order day). `since` drops days up to it. Pass `daily`
+    (daily_purchases) instead of lines to summarise several windows of one history without recomputing."""
+    if daily is None:
+        daily = daily_purchases(lines)
+    if observation_end is None:
+        observation_end = daily["day"].max()
+    observation_end = pd.Timestamp(observation_end).normalize()
+    keep = daily["day"] <= observation_end
+    if since is not None:
+        keep &= daily["day"] > pd.Timestamp(since).normalize()
+    g = daily.loc[keep].groupby("customer_id", sort=True, observed=True)
     first, last, n = g["day"].min(), g["day"].max(), g["day"].size()
     total, first_amount = g["amount"].sum(), g["amount"].first()
     out = pd.DataFrame(
@@ -84,7 +92,9 @@ def rfm_summary(
     )
     repeat_spend = total - first_amount
     out["monetary_value"] = np.where(out["frequency"] > 0, repeat_spend / out["frequency"].clip(lower=1), 0.0)
-    return out.rename_axis("customer_id").reset_index()
+    out = out.rename_axis("customer_id").reset_index()
+    out["customer_id"] = out["customer_id"].astype(str)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ BG/NBD
@@ -219,7 +229,10 @@ def predict_ltv(
 
 
 def holdout_validation(
-    lines: pd.DataFrame, calibration_end: pd.Timestamp, observation_end: pd.Timestamp | None = None
+    lines: pd.DataFrame | None,
+    calibration_end: pd.Timestamp,
+    observation_end: pd.Timestamp | None = None,
+    daily: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float], BgNbdParams, GammaGammaParams]:
     """Fit on orders up to calibration_end, predict the hold-out period, compare with what happened.
 
@@ -227,26 +240,21 @@ def holdout_validation(
     acquired in the calibration period are scored (the model says nothing about customers not yet seen).
     """
     calibration_end = pd.Timestamp(calibration_end).normalize()
-    orders_day = lines["order_time"].dt.normalize()
+    if daily is None:
+        daily = daily_purchases(lines)
     if observation_end is None:
-        observation_end = orders_day.max()
+        observation_end = daily["day"].max()
     observation_end = pd.Timestamp(observation_end).normalize()
     horizon = (observation_end - calibration_end).days
     if horizon <= 0:
         raise ValueError(f"calibration end {calibration_end.date()} is not before the last order day")
-    cal = rfm_summary(lines, observation_end=calibration_end)
+    cal = rfm_summary(None, observation_end=calibration_end, daily=daily)
     bg, gg = fit_bgnbd(cal), fit_gamma_gamma(cal)
-    hold = rfm_summary(
-        lines[orders_day <= observation_end], observation_end=observation_end, since=calibration_end
-    )
-    # holdout purchases = purchase days after calibration_end (the rfm_summary of that window counts
-    # frequency as days - 1, so add the first back)
-    hold_days = hold.set_index("customer_id")["frequency"] + 1
-    hold_rev = (
-        customer_orders(lines[(orders_day > calibration_end) & (orders_day <= observation_end)])
-        .groupby("customer_id", observed=True)["amount"]
-        .sum()
-    )
+    # hold-out purchases = purchase days after calibration_end, and their revenue
+    window = daily[(daily["day"] > calibration_end) & (daily["day"] <= observation_end)]
+    per = window.groupby("customer_id", observed=True)["amount"].agg(["size", "sum"])
+    per.index = per.index.astype(str)
+    hold_days, hold_rev = per["size"], per["sum"]
     x, t_x, T = (cal[c].to_numpy(float) for c in ("frequency", "recency", "T"))
     comp = cal[["customer_id"]].copy()
     comp["predicted_purchases"] = expected_purchases(bg, horizon, x, t_x, T)

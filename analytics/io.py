@@ -130,6 +130,30 @@ def normalize_transactions(raw: pd.DataFrame, cols: ColumnMap, source: str = "in
     return out.reset_index(drop=True)[[c for c in CANONICAL if c in out.columns]]
 
 
+def compact_ids(lines: pd.DataFrame) -> pd.DataFrame:
+    """Id columns as categoricals, so grouping and de-duplicating millions of lines works on integer codes.
+
+    customer_id and product_id get lexically sorted categories (sorting by them is sorting by the string);
+    order_id keeps the order of first appearance (sorting a million order ids would cost seconds, and only
+    tie-breaks between two orders of one customer at the same instant depend on it).
+    """
+    out = None
+    for col in ("customer_id", "product_id", "order_id"):
+        if col not in lines.columns or isinstance(lines[col].dtype, pd.CategoricalDtype):
+            continue
+        if out is None:
+            out = lines.copy()
+        codes, uniques = pd.factorize(out[col])
+        if col != "order_id":
+            order = np.argsort(np.asarray(uniques, dtype=object).astype(str), kind="stable")
+            remap = np.empty_like(order)
+            remap[order] = np.arange(len(order))
+            codes = np.where(codes >= 0, remap[codes], -1)
+            uniques = uniques[order]
+        out[col] = pd.Categorical.from_codes(codes, categories=pd.Index(uniques))
+    return lines if out is None else out
+
+
 def read_transactions_csv(path: str | Path, cols: ColumnMap) -> pd.DataFrame:
     """Read and validate a CSV history (see normalize_transactions)."""
     p = Path(path)

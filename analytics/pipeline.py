@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from analytics import clv, cohorts, recommend, rfm
+from analytics.io import compact_ids
 
 # the tables the room writes (files: <name>.csv, Postgres: analytics.<name>)
 TABLES = (
@@ -57,16 +58,17 @@ def compute_ltv(
     the per-customer predictions then condition on each customer's full history with those parameters.
     """
     observation_end = lines["order_time"].max().normalize()
+    daily = clv.daily_purchases(lines)  # once: the calibration, hold-out and full summaries all slice it
     validation = None
     if calibration_end is not None:
-        _, metrics, bg, gg = clv.holdout_validation(lines, calibration_end, observation_end)
+        _, metrics, bg, gg = clv.holdout_validation(None, calibration_end, observation_end, daily=daily)
         fitted_on = pd.Timestamp(calibration_end).normalize()
         validation = {"calibration_end": fitted_on.date().isoformat(), **metrics}
+        summary = clv.rfm_summary(None, observation_end, daily=daily)
     else:
-        summary = clv.rfm_summary(lines, observation_end)
+        summary = clv.rfm_summary(None, observation_end, daily=daily)
         bg, gg = clv.fit_bgnbd(summary), clv.fit_gamma_gamma(summary)
         fitted_on = observation_end
-    summary = clv.rfm_summary(lines, observation_end)
     ltv = clv.predict_ltv(summary, bg, gg)
     if segments is not None:
         ltv = ltv.merge(segments[["customer_id", "segment"]], on="customer_id", how="left")
@@ -95,6 +97,7 @@ def run_all(
     """RFM + segments, cohorts, lifetime value and (when lines carry product ids) recommendations."""
     cfg = rec_config or recommend.RecConfig()
     res = AnalyticsResult()
+    lines = compact_ids(lines)
     say = progress or (lambda _msg: None)
     cal = pd.Timestamp(calibration_end) if calibration_end is not None else None
     with _Timer(res.timings, "rfm"):

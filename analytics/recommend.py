@@ -25,6 +25,8 @@ import scipy.sparse as sp
 from mlxtend.frequent_patterns import association_rules, fpgrowth
 from sklearn.preprocessing import normalize
 
+from analytics.io import compact_ids
+
 
 @dataclass(frozen=True)
 class RecConfig:
@@ -288,25 +290,9 @@ def fbt_matrix(fbt: pd.DataFrame, idx: Index) -> sp.csr_matrix:
 # ------------------------------------------------------------------------------------------------ personalized
 
 
-def compact(lines: pd.DataFrame) -> pd.DataFrame:
-    """Ids as categoricals: grouping and de-duplicating millions of lines on integer codes instead of strings.
-    Categories are in order of first appearance; nothing downstream depends on their order except
-    tie-breaks between two orders of one customer at the same instant."""
-    cols = [c for c in ("customer_id", "order_id", "product_id") if c in lines.columns]
-    if all(isinstance(lines[c].dtype, pd.CategoricalDtype) for c in cols):
-        return lines
-    out = lines.copy()
-    for c in cols:
-        if not isinstance(out[c].dtype, pd.CategoricalDtype):
-            # hash-factorize in order of appearance: sorting a million order-id strings costs seconds
-            codes, uniques = pd.factorize(out[c])
-            out[c] = pd.Categorical.from_codes(codes, categories=pd.Index(uniques))
-    return out
-
-
 def last_baskets(lines: pd.DataFrame) -> pd.DataFrame:
     """customer_id, order_id of each customer's latest order (same-instant ties: the later one in the input)."""
-    lines = compact(lines)
+    lines = compact_ids(lines)
     cust = lines["customer_id"].cat.codes.to_numpy()
     order = lines["order_id"].cat.codes.to_numpy()
     when = lines["order_time"].to_numpy().astype("datetime64[ns]").astype(np.int64)
@@ -446,7 +432,7 @@ def recommendation_tables(
     lines: pd.DataFrame, products: pd.DataFrame | None, segments: pd.DataFrame | None, cfg: RecConfig
 ) -> dict[str, pd.DataFrame]:
     """recs_item_item, recs_content (when product attributes are given), recs_fbt, recs_personalized."""
-    lines = compact(lines)
+    lines = compact_ids(lines)
     m = fit_models(lines, products, segments, cfg)
     out = {
         "recs_item_item": _neighbour_table(m.cf, m.idx, "similarity"),
@@ -472,7 +458,7 @@ def evaluate(
     Returns one row per method (blend, popularity baseline): hit_rate, precision, recall at k = top_n, and
     catalog coverage (distinct recommended products / catalog size).
     """
-    lines = compact(lines)
+    lines = compact_ids(lines)
     last = last_baskets(lines)
     n_orders = lines.groupby("customer_id", observed=True)["order_id"].nunique()
     repeaters = n_orders[n_orders >= 2].index

@@ -42,7 +42,7 @@ class AnalyticsSource(dg.ConfigurableResource):
             raise dg.Failure(
                 f"no transactions in {src}; land some (ecom simulate / ecom batch) before refreshing"
             )
-        return df, src
+        return io.compact_ids(df), src
 
     def products(self, pg: PostgresResource) -> pd.DataFrame | None:
         with pg.connect() as conn:
