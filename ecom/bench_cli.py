@@ -17,6 +17,7 @@ BENCH_MODULES = [
     "ml.bench",
     "orchestration.bench",
     "analytics.bench",
+    "ecom.bench_all",
 ]
 
 

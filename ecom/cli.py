@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "analytics.cli",
     "expectations.cli",
     "dashboards.cli",
+    "ecom.cluster_cli",
     "ecom.bench_cli",
     "ecom.demo",
 ]

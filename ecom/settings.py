@@ -114,6 +114,15 @@ class SparkSettings:
     max_offsets_per_trigger: int
     trigger_interval: str
     jars_dir: Path
+    # the local standalone cluster (`ecom cluster up`): master RPC/UI ports, one worker's size
+    cluster_master_port: int = 57077
+    cluster_master_ui_port: int = 58080
+    cluster_worker_ui_port: int = 58081
+    cluster_worker_cores: int = 1
+    cluster_worker_memory: str = "2g"
+
+    def cluster_master_url(self, host: str) -> str:
+        return f"spark://{host}:{self.cluster_master_port}"
 
 
 @dataclass(frozen=True)
@@ -226,6 +235,11 @@ def load_settings(env_file: Path | None = None) -> Settings:
         max_offsets_per_trigger=int(e("ECOM_MAX_OFFSETS_PER_TRIGGER", "200000")),
         trigger_interval=e("ECOM_TRIGGER_INTERVAL", "0 seconds"),
         jars_dir=jars_dir / "spark",
+        cluster_master_port=int(e("ECOM_SPARK_CLUSTER_PORT", "57077")),
+        cluster_master_ui_port=int(e("ECOM_SPARK_CLUSTER_UI_PORT", "58080")),
+        cluster_worker_ui_port=int(e("ECOM_SPARK_WORKER_UI_PORT", "58081")),
+        cluster_worker_cores=int(e("ECOM_SPARK_WORKER_CORES", "1")),
+        cluster_worker_memory=e("ECOM_SPARK_WORKER_MEMORY", "2g"),
     )
     dbt = DbtSettings(
         project_dir=REPO_ROOT / "dbt_project",
