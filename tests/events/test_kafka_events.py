@@ -70,6 +70,8 @@ def test_produced_equals_consumed_and_keys_pick_the_partition(stack, topics):
         dead_letter_topic=topics["dlq"],
         validate="all",
     ) as producer:
+        # with the pinned kafka-python the fast path (straight to the record accumulator) is active
+        assert producer.fast_path
         producer.send_events(events)
         producer.flush()
         assert producer.stats.events == len(events) and producer.stats.dead_letters == 0
@@ -93,6 +95,20 @@ def test_produced_equals_consumed_and_keys_pick_the_partition(stack, topics):
     for r in sorted(records, key=lambda r: (r.partition, r.offset)):
         by_customer[r.key].append(orjson.loads(r.value)["event_time"])
     assert all(ts == sorted(ts) for ts in by_customer.values())
+
+
+def test_plain_send_path_delivers_the_same(stack, topics):
+    sim = ShopSimulator(SimConfig(seed=22, n_customers=300, n_products=100, n_merchants=10, days=10))
+    records = [r for chunk, _ in sim.history_chunks(as_json=True) for r in chunk]
+    with EventProducer(
+        stack, topic=topics["tx"], labels_topic=topics["labels"], dead_letter_topic=topics["dlq"], fast=False
+    ) as producer:
+        assert not producer.fast_path
+        producer.send_records(records)
+        producer.flush()
+    consumed = consume(stack, topics["tx"], expected=len(records))
+    assert sorted(r.value for r in consumed) == sorted(v for _, v in records)
+    assert all(r.partition == partition_for_key(r.key, PARTITIONS) for r in consumed)
 
 
 def test_cli_history_same_seed_same_events_exact_count_and_delayed_labels(stack, topics, tmp_path: Path):
