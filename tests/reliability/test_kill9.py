@@ -25,8 +25,8 @@ from tests.speed.support import create_topic, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-N_EVENTS = 9000
-RATE = 100  # events/s: the producer is still sending while the stream is killed
+N_EVENTS = 6000
+RATE = 150  # events/s: the producer is still sending while the first runs are killed
 KILLS = 3
 
 
@@ -49,7 +49,7 @@ def test_repeated_kill_minus_9_loses_and_duplicates_nothing(stack, model_name, t
         "--model-name",
         model_name,
         "--max-offsets",
-        "400",
+        "1500",
         "--trigger",
         "1 second",
     )
@@ -72,18 +72,19 @@ def test_repeated_kill_minus_9_loses_and_duplicates_nothing(stack, model_name, t
     feeder.start()
     kills = []
     for k in range(KILLS):
-        before = speed_rows(ids)[0]
         procs = [start(speed, log), start(land, log)]
-        # wait until this run has committed something, then crash it at a random moment
-        assert wait_for(lambda b=before: speed_rows(ids)[0] > b, timeout=240), tail(log)
-        time.sleep(rng.uniform(0.0, 6.0))
+        # a random moment of the run: during start-up, mid-batch or between batches (a JVM start and the
+        # first batch take ~40-120 s on the shared 2-core box)
+        time.sleep(rng.uniform(30.0, 120.0))
         for p in rng.sample(procs, 2):  # which of the two dies first is random too
+            assert p.poll() is None, tail(log)
             kill9(p)
-            time.sleep(rng.uniform(0.0, 1.0))
+            time.sleep(rng.uniform(0.0, 2.0))
         kills.append((k, speed_rows(ids)[0], master_rows(ids)[0], feeder.sent))
     feeder.join(timeout=300)
     assert feeder.error is None and feeder.sent == N_EVENTS
-    assert kills[-1][1] < N_EVENTS, f"the stream finished before the last kill: {kills}"
+    # the kills are meaningful: at least one came after some rows were committed and before the end
+    assert any(0 < speed < N_EVENTS for _, speed, _, _ in kills), f"no kill hit a run mid-way: {kills}"
     # the final runs to completion (availableNow: process what is in Kafka, then stop)
     final = [
         start([*speed[:-2], "--available-now"], log),

@@ -4,13 +4,14 @@ nothing is lost). Private services, never the shared stack's: others work on it 
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
 import pytest
 
 from ecom.db import connect
 from tests.reliability.support import (
-    PacedProducer,
     fresh_events,
     private_service,
     producer,
@@ -22,20 +23,19 @@ from tests.speed.support import create_topic, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
+# one micro-batch costs ~15-25 s of fixed overhead on the shared 2-core box: few, large batches
+MAX_OFFSETS = 1000
+FIRST_BATCH_S = 420  # the first batch of a session pays for Python workers, state stores and the model
 
-def _query(spark, settings, model_name, topic, tmp_path, tag, max_offsets=200):
+
+def _query(spark, settings, model_name, topic, tmp_path, tag, **kw):
     from streaming.speed.query import StreamConfig, start_speed_query
 
     cfg = StreamConfig.from_settings(
-        settings,
-        topic=topic,
-        query_name=unique(f"q_rel_{tag}"),
-        checkpoint=tmp_path / tag,
-        trigger="1 second",
-        model_name=model_name,
-        max_offsets_per_trigger=max_offsets,
-    )
-    return cfg, start_speed_query(spark, cfg, settings)
+        settings, topic=topic, query_name=unique(f"q_rel_{tag}"), checkpoint=tmp_path / tag,
+        trigger="1 second", model_name=model_name, max_offsets_per_trigger=MAX_OFFSETS,
+    )  # fmt: skip
+    return cfg, start_speed_query(spark, cfg, settings, **kw)
 
 
 def test_kafka_broker_stopped_and_restarted_mid_stream_resumes_and_catches_up(
@@ -51,21 +51,20 @@ def test_kafka_broker_stopped_and_restarted_mid_stream_resumes_and_catches_up(
         prod.close()
         cfg, query = _query(spark, s, model_name, topic, tmp_path, "kafka")
         try:
-            assert wait_for(lambda: speed_rows(ids)[0] >= 200, timeout=180), query.lastProgress
+            assert wait_for(lambda: speed_rows(ids)[0] > 0, timeout=FIRST_BATCH_S), query.lastProgress
             broker.stop()
             down_at = time.monotonic()
-            time.sleep(8)  # several triggers against a dead broker
+            time.sleep(10)  # several triggers against a dead broker
             assert query.isActive, f"the query died while the broker was down: {query.exception()}"
             broker.start()
             assert wait_for(broker.healthy, 120, 0.5)
             print(
-                f"\nbroker down for {time.monotonic() - down_at:.1f} s; rows before restart "
-                f"{speed_rows(ids)[0]}"
+                f"\nbroker down {time.monotonic() - down_at:.1f} s; rows before restart {speed_rows(ids)[0]}"
             )
             prod = producer(s)
             send_events(prod, topic, second)
             prod.close()
-            assert wait_for(lambda: speed_rows(ids)[0] >= 3000, timeout=240), (
+            assert wait_for(lambda: speed_rows(ids)[0] >= 3000, timeout=400), (
                 f"not caught up: {speed_rows(ids)} active={query.isActive} exc={query.exception()}"
             )
             assert query.isActive
@@ -74,36 +73,71 @@ def test_kafka_broker_stopped_and_restarted_mid_stream_resumes_and_catches_up(
     assert speed_rows(ids) == (3000, 3000)
 
 
+class _Retries(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen = threading.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Postgres unavailable" in record.getMessage():
+            self.messages.append(record.getMessage())
+            self.seen.set()
+
+
 def test_postgres_restarted_mid_stream_the_sink_retries_and_loses_nothing(
     stack, spark, model_name, tmp_path, monkeypatch
 ):
+    from streaming.speed.scoring import ChampionCache
+
+    retries = _Retries()
+    sink_log = logging.getLogger("ecom.speed.sink")
+    sink_log.addHandler(retries)
     with private_service("postgres", stack, monkeypatch, "pg") as (s, pg):
         topic = unique("t_rel_pg")
         create_topic(s, topic, partitions=3)
-        events = fresh_events(3000, seed=31)
+        events = fresh_events(4000, seed=31)
         ids = [e["transaction_id"] for e in events]
-        feeder = PacedProducer(s, topic, events, rate=150)
-        cfg, query = _query(spark, s, model_name, topic, tmp_path, "pg", max_offsets=100)
+        prod = producer(s)
+        send_events(prod, topic, events)
+        prod.close()
+        committed = threading.Event()
+        # the batch-layer context is re-read every 60 s by default; this test isolates the sink's retry (a
+        # context refresh during the outage is not retried: see docs/reliability.md)
+        champions = ChampionCache(spark, s, model_name, context_refresh_s=3600)
+        cfg, query = _query(
+            spark,
+            s,
+            model_name,
+            topic,
+            tmp_path,
+            "pg",
+            champions=champions,
+            on_batch=lambda _: committed.set(),
+        )
         try:
-            feeder.start()
-            assert wait_for(lambda: speed_rows(ids, s)[0] >= 200, timeout=180), query.lastProgress
-            pg.stop()  # pg_ctl stop -m fast: every connection is cut
-            time.sleep(4)
+            assert committed.wait(FIRST_BATCH_S), query.lastProgress
+            pg.stop()  # pg_ctl stop -m fast: every connection is cut, the next commit finds no server
+            down_at = time.monotonic()
+            # stay down until the sink has actually met the outage (its next commit failed and is retrying)
+            assert retries.seen.wait(120), (
+                f"no commit attempted while Postgres was down: {query.lastProgress}"
+            )
             assert query.isActive, f"the query died while Postgres was down: {query.exception()}"
             pg.start()
             assert wait_for(pg.healthy, 60, 0.5)
-            feeder.join(timeout=120)
-            assert feeder.error is None
-            assert wait_for(lambda: speed_rows(ids, s)[0] >= 3000, timeout=240), (
+            print(f"\npostgres down {time.monotonic() - down_at:.1f} s; sink retries: {retries.messages}")
+            assert wait_for(lambda: speed_rows(ids, s)[0] >= 4000, timeout=400), (
                 f"not caught up: {speed_rows(ids, s)} active={query.isActive} exc={query.exception()}"
             )
             assert query.isActive
         finally:
             query.stop()
-        assert speed_rows(ids, s) == (3000, 3000)
+            sink_log.removeHandler(retries)
+        assert speed_rows(ids, s) == (4000, 4000)
         with connect(s) as conn:
             written = conn.execute(
                 "SELECT coalesce(sum(rows_written), 0) FROM speed.batch_commits WHERE query_name = %s",
                 (cfg.query_name,),
             ).fetchone()[0]
-        assert written == 3000
+        assert written == 4000
