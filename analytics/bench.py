@@ -43,9 +43,9 @@ def run_bench(args: argparse.Namespace) -> int:
     gen_s = time.perf_counter() - t0
     lines = data.lines
     cal = lines["order_time"].max().normalize() - pd.Timedelta(days=args.holdout_days)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     result = run_all(lines, data.products, calibration_end=cal)
-    total = time.perf_counter() - t1
+    total, cpu = time.perf_counter() - t1, time.process_time() - c1
     ev = result.tables["recs_evaluation"].set_index("method")
     v = result.params["clv_validation"]
     figures = {
@@ -56,6 +56,8 @@ def run_bench(args: argparse.Namespace) -> int:
         "products": int(lines["product_id"].nunique()),
         "generate_seconds": round(gen_s, 2),
         "refresh_seconds": round(total, 2),
+        # CPU time of this process: what the refresh costs when the 2 shared cores are busy with other work
+        "refresh_cpu_seconds": round(cpu, 2),
         "target_seconds": 90,
         "stage_seconds": result.timings,
         "rows_out": {k: len(df) for k, df in result.tables.items()},
@@ -72,7 +74,9 @@ def run_bench(args: argparse.Namespace) -> int:
             f"analytics refresh: {figures['transactions']:,} transactions ({figures['order_lines']:,} lines), "
             f"{figures['customers']:,} customers, {figures['products']:,} products"
         )
-        print(f"  refresh {total:.1f} s (target <= 90 s); generating the data took {gen_s:.1f} s")
+        print(
+            f"  refresh {total:.1f} s wall, {cpu:.1f} s CPU (target <= 90 s); generating the data took {gen_s:.1f} s"
+        )
         for k, s in result.timings.items():
             print(f"  {k:<16} {s:7.2f} s")
         print(
