@@ -19,7 +19,6 @@ from tests.reliability.support import (
     speed_rows,
     start,
     tail,
-    wait_for,
 )
 from tests.speed.support import create_topic, unique
 
