@@ -17,6 +17,7 @@ BENCH_MODULES = [
     "ml.bench",
     "orchestration.bench",
     "analytics.bench",
+    "expectations.bench",
     "ecom.bench_all",
 ]
 

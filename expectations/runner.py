@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -55,6 +56,7 @@ class SuiteOutcome:
     status: str  # passed | failed | missing
     rows: list[ExpectationRow] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the checkpoint run (validation + Data Docs update)
 
     @property
     def success(self) -> bool:
@@ -81,6 +83,7 @@ class SuiteOutcome:
             "status": self.status,
             "blocking": self.blocking,
             "evaluated": len(self.rows),
+            "seconds": round(self.seconds, 3),
             "score": self.score,
             "failed_expectations": [
                 {
@@ -341,8 +344,10 @@ def run_suites(
                 ]
                 outcomes.append(outcome)
                 continue
+            started = time.perf_counter()
             checkpoint = sync_context(ctx, spec)
             result = checkpoint.run(run_id=RunIdentifier(run_name=run_id, run_time=run_at))
+            outcome.seconds = time.perf_counter() - started
             for validation in result.run_results.values():
                 outcome.rows += expectation_rows(
                     validation.to_json_dict(),
