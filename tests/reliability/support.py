@@ -179,6 +179,29 @@ def tree_rss_mb(pid: int) -> float:
     return total / 2**20
 
 
+def listening_addresses(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of every listening TCP socket of a process tree."""
+    root = psutil.Process(pid)
+    out = []
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            out += [
+                (c.laddr.ip, c.laddr.port)
+                for c in p.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            ]
+        except psutil.Error:
+            pass
+    return out
+
+
+def is_loopback(ip: str) -> bool:
+    import ipaddress
+
+    addr = ipaddress.ip_address(ip)
+    return (getattr(addr, "ipv4_mapped", None) or addr).is_loopback
+
+
 def tail(path: Path, n: int = 3000) -> str:
     try:
         return path.read_text(errors="replace")[-n:]

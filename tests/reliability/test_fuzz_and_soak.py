@@ -18,6 +18,8 @@ from tests.reliability.support import (
     ecom_cmd,
     fresh_events,
     fuzz_payloads,
+    is_loopback,
+    listening_addresses,
     producer,
     speed_rows,
     start,
@@ -145,6 +147,9 @@ def test_soak_at_a_high_rate_records_latency_and_memory_and_loses_nothing(stack,
         drain_s = time.monotonic() - t0
         rss.append(tree_rss_mb(proc.pid))
         assert proc.poll() is None, tail(log)
+        # the stream's own listeners (Spark driver RPC, block manager, Python workers) stay on loopback
+        listening = listening_addresses(proc.pid)
+        assert listening and all(is_loopback(ip) for ip, _ in listening), listening
     finally:
         stop(proc)
     assert speed_rows(ids) == (n, n)

@@ -15,6 +15,8 @@ from tests.reliability.support import (
     ecom_cmd,
     free_port,
     fresh_events,
+    is_loopback,
+    listening_addresses,
     producer,
     send_events,
     speed_rows,
@@ -57,6 +59,9 @@ def test_stream_on_a_standalone_cluster_reads_a_12_partition_topic(cluster_setti
     s = cluster_settings
     st = spark_cluster.up(s)
     assert [w["state"] for w in st["workers"]] == ["ALIVE"]
+    for d in spark_cluster.daemons(s):  # master RPC + UI, worker RPC + UI: loopback only
+        listening = listening_addresses(d.pid())
+        assert listening and all(is_loopback(ip) for ip, _ in listening), (d.name, listening)
     topic = unique("t_rel_cluster")
     create_topic(s, topic, partitions=12)
     events = fresh_events(1200, seed=61, n_customers=300)
