@@ -37,6 +37,8 @@ from ml.features import FEATURE_COLUMNS, history_context
 from ml.model import DEFAULT_PARAMS, VARIANTS, build_pipeline, features_of, score, scorer_of
 
 PRIMARY_METRIC = "average_precision"
+MIN_TRAIN_ROWS = 500
+MIN_ROC_AUC = 0.55  # a model no better than chance is never promoted, even without a champion
 
 
 @dataclass
@@ -95,14 +97,26 @@ def plan_windows(event_time: pd.Series, cfg: TrainConfig) -> Windows:
             f"only {(as_of - t0) / pd.Timedelta(days=1):.1f} days of transactions; training needs more than "
             f"{cfg.label_delay_days + 3:.0f} days (label delay + 3): land more data or lower the delay"
         )
-    hold = pd.Timedelta(days=cfg.holdout_days) if cfg.holdout_days else usable * 0.2
-    valid = pd.Timedelta(days=cfg.valid_days) if cfg.valid_days else usable * 0.2
     holdout_end = as_of - delay
-    holdout_start = holdout_end - hold
-    valid_start = holdout_start - valid
+    # default windows split the usable *rows* 60/20/20 (by time order), so a stray old row or a quiet month
+    # cannot leave a window empty; explicit days win
+    times = event_time[event_time < holdout_end]
+    holdout_start = (
+        holdout_end - pd.Timedelta(days=cfg.holdout_days) if cfg.holdout_days else times.quantile(0.8)
+    )
+    if cfg.valid_days:
+        valid_start = holdout_start - pd.Timedelta(days=cfg.valid_days)
+    else:
+        before = times[times < holdout_start]
+        valid_start = before.quantile(0.75) if len(before) else holdout_start
     train_start = max(t0, valid_start - pd.Timedelta(days=cfg.train_days)) if cfg.train_days else t0
     if valid_start <= train_start:
         raise EcomError("the validation and hold-out windows leave no training window; shorten them")
+    n_train = int(((event_time >= train_start) & (event_time < valid_start)).sum())
+    if n_train < MIN_TRAIN_ROWS:
+        raise EcomError(
+            f"the training window holds {n_train} transactions (< {MIN_TRAIN_ROWS}); land more data or widen it"
+        )
     return Windows(train_start, valid_start, holdout_start, holdout_end, as_of, delay)
 
 
@@ -157,6 +171,15 @@ def decide(
         return Decision(
             False,
             "the hold-out has no labelled fraud: nothing to compare on",
+            challenger,
+            champion,
+            champion_version,
+        )
+    auc = challenger.get("roc_auc", float("nan"))
+    if not auc >= MIN_ROC_AUC:
+        return Decision(
+            False,
+            f"no better than chance: roc_auc {auc:.4f} < {MIN_ROC_AUC}",
             challenger,
             champion,
             champion_version,

@@ -26,7 +26,7 @@ def small_history() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @pytest.fixture(scope="session")
 def train_history() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """~15k transactions, ~120 frauds: enough labels for every window of a training run."""
+    """~12k transactions with 3x the simulator's fraud rate: enough labels in every window of a training run."""
     from ml.data import simulated_history
 
-    return simulated_history(seed=11, n_customers=6000, days=60, start=SIM_START)
+    return simulated_history(seed=11, n_customers=8000, days=60, start=SIM_START, fraud_rate=3.0)

@@ -81,3 +81,19 @@ def test_metrics_have_every_key_and_budget_threshold_gives_the_budget():
     m = compute_metrics(y, s, t, thr, k_per_day=20)
     assert list(m) == METRIC_KEYS and all(not math.isnan(v) for v in m.values())
     assert 0.9 < m["roc_auc"] <= 1 and 0 < m["recall_at_fpr_2pct"] <= 1
+
+
+def test_chance_level_model_is_never_promoted():
+    d = decide({**_m(0.05), "roc_auc": 0.5}, None)
+    assert not d.promote and "no better than chance" in d.reason
+
+
+def test_default_windows_follow_the_rows_not_a_stray_old_row():
+    recent = pd.date_range("2026-01-01", periods=60 * 24, freq="h", tz="UTC")
+    t = pd.Series(recent.insert(0, pd.Timestamp("2024-03-01", tz="UTC")))
+    w = plan_windows(t, TrainConfig(label_delay_days=14))
+    usable = t[t < w.holdout_end]
+    share = lambda a, b: ((usable >= a) & (usable < b)).mean()  # noqa: E731
+    assert share(w.train_start, w.valid_start) == pytest.approx(0.6, abs=0.01)
+    assert share(w.valid_start, w.holdout_start) == pytest.approx(0.2, abs=0.01)
+    assert share(w.holdout_start, w.holdout_end) == pytest.approx(0.2, abs=0.01)
