@@ -110,24 +110,38 @@ def _raw(card) -> dict:
 STREAM_METRIC_SOURCES = ("ops.stream_batches",)
 
 
-def _refresh_analytics(conn: psycopg.Connection) -> list[str]:
-    """Refresh analytics.* through the analytics room's public functions (what its Dagster assets run)."""
-    from analytics.io import read_lines_from_db, read_products_from_db, replace_table
-    from analytics.pipeline import run_all
+def _materialize_analytics(settings) -> list[str]:
+    """Run the analytics room's Dagster job (`analytics_refresh`) in-process against the stack's instance,
+    exactly as `ecom batch` runs the batch job; returns the analytics tables it materialized."""
+    import os
 
-    lines, _source = read_lines_from_db(conn)
-    products = read_products_from_db(conn)
-    result = run_all(lines, products, evaluate_recs=False)
-    for name, frame in result.tables.items():
-        replace_table(conn, "analytics", name, frame)
-    conn.commit()
-    return sorted(result.tables)
+    import dagster as dg
+
+    from orchestration.batch import dagster_env
+
+    for name, value in dagster_env(settings).items():
+        os.environ.setdefault(name, value)
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def("analytics_refresh")
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False, tags={"trigger": "metabase test"}
+        )
+    keys = {
+        e.asset_key.path[1]
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[0] == "analytics"
+    }
+    assert result.success, (result.run_id, sorted(keys))
+    return sorted(keys)
 
 
 @pytest.fixture(scope="module")
 def filled(stack):
     """Land this test's transactions (with speed rows, alerts, chargebacks and reference data), then run the
-    batch layer (dbt through Dagster), the analytics refresh and a quality suite: the pipeline's own code paths."""
+    batch layer and the analytics refresh through their Dagster jobs and a quality suite: the pipeline's own
+    code paths."""
     from expectations.runner import run_suites
     from orchestration.batch import run_batch
     from orchestration.synthetic import SyntheticSpec, insert_reference, insert_transactions
@@ -149,9 +163,9 @@ def filled(stack):
     # what the dashboards read must have been rebuilt by this run (the run's own checks are the batch room's)
     needed = {"serving/transactions", "serving/fraud_alerts", "marts/fct_order_lines", "marts/dim_product"}
     assert needed <= set(outcome.materialized), (outcome.run_id, sorted(needed - set(outcome.materialized)))
-    with psycopg.connect(stack.postgres.dsn()) as conn:
-        tables = _refresh_analytics(conn)
-    quality = run_suites(["master_transactions"], settings=stack, trigger="test")
+    tables = _materialize_analytics(stack)
+    # a real `ecom quality` run on the real tables (trigger "cli": the dashboards' score views show it)
+    quality = run_suites(["master_transactions"], settings=stack)
     return {"spec": spec, "analytics_tables": tables, "quality_run": quality.run_id}
 
 
