@@ -256,11 +256,26 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _topic(text: str) -> str:
+    from streaming.producer import topic_name_error
+
+    problem = topic_name_error(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
 def _add_topic_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--topic", help="transactions topic (default: settings, ECOM_TOPIC_TRANSACTIONS)")
-    p.add_argument("--labels-topic", help="chargebacks topic (default: settings, ECOM_TOPIC_LABELS)")
     p.add_argument(
-        "--dead-letter-topic", help="dead-letter topic (default: settings, ECOM_TOPIC_DEAD_LETTER)"
+        "--topic", type=_topic, help="transactions topic (default: settings, ECOM_TOPIC_TRANSACTIONS)"
+    )
+    p.add_argument(
+        "--labels-topic", type=_topic, help="chargebacks topic (default: settings, ECOM_TOPIC_LABELS)"
+    )
+    p.add_argument(
+        "--dead-letter-topic",
+        type=_topic,
+        help="dead-letter topic (default: settings, ECOM_TOPIC_DEAD_LETTER)",
     )
     p.add_argument("--json", action="store_true", help="print the final summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

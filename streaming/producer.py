@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,6 +42,16 @@ PRODUCER_CONFIG: dict[str, Any] = {
     "request_timeout_ms": 30_000,
     "bootstrap_timeout_ms": 5_000,  # an unreachable broker fails in seconds, not 30 s
 }
+
+
+LEGAL_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def topic_name_error(name: str) -> str | None:
+    """Why `name` is not a legal Kafka topic name (None when it is)."""
+    if not LEGAL_TOPIC.fullmatch(name) or name in (".", ".."):
+        return f"{name!r} is not a legal Kafka topic name (1-249 of letters, digits, '.', '_', '-')"
+    return None
 
 
 def partition_for_key(key: bytes, n_partitions: int) -> int:
@@ -91,6 +102,10 @@ class EventProducer:
         self.topic = topic or s.kafka.topic_transactions
         self.labels_topic = labels_topic or s.kafka.topic_labels
         self.dead_letter_topic = dead_letter_topic or s.kafka.topic_dead_letter
+        for name in (self.topic, self.labels_topic, self.dead_letter_topic):
+            problem = topic_name_error(name)
+            if problem:
+                raise EcomError(f"{problem}; pass a valid --topic/--labels-topic/--dead-letter-topic")
         if validate not in ("all", "sample", "none"):
             raise EcomError(f"validate must be all, sample or none, not {validate!r}")
         self.validate = validate

@@ -164,6 +164,7 @@ def test_dead_letter_record_keeps_raw_and_reason():
         (["generate", "--events", "zero"], "not a whole number"),
         (["generate", "--days", "10", "--duration", "5", "--no-reference"], "exclude each other"),
         (["replay", "/nonexistent/file.csv", "--customer-col", "c"], "does not exist"),
+        (["generate", "--events", "1", "--no-reference", "--topic", "x'; DROP TABLE t; --"], "topic name"),
     ],
 )
 def test_cli_bad_input_is_one_line(argv, needle, capsys):
