@@ -35,7 +35,10 @@ def check_result(outcome) -> dg.AssetCheckResult:  # outcome: expectations.runne
         metadata["missing_relations"] = ", ".join(outcome.missing)
     return dg.AssetCheckResult(
         passed=outcome.success,
-        severity=dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN,
+        # ERROR stops downstream assets (blocking check); a failure of warnings only must not
+        severity=dg.AssetCheckSeverity.WARN
+        if outcome.failed and not outcome.blocking
+        else dg.AssetCheckSeverity.ERROR,
         metadata={k: v for k, v in metadata.items() if v is not None},
         description=None if outcome.success else f"{len(failed)} expectation(s) failed",
     )
