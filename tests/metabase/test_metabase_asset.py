@@ -29,6 +29,13 @@ def test_asset_is_in_the_code_location_downstream_of_serving():
     parents = graph.get(METABASE_DASHBOARDS).parent_keys
     assert dg.AssetKey(["serving", "transactions"]) in parents
     assert dg.AssetKey(["marts", "fct_order_lines"]) in parents
+    # every table a dashboard reads is a real asset of some domain (materialized or observed), not a stub
+    stubs = [
+        k.to_user_string()
+        for k in parents
+        if not (graph.get(k).is_materializable or graph.get(k).is_observable)
+    ]
+    assert stubs == []
 
 
 def test_materialize_provisions_and_is_idempotent(double):
