@@ -567,10 +567,25 @@ class Reconciler:
             self._record("create", "database", mb.database_name, {"details.host": (None, details["host"])})
             if self.dry_run:
                 return None
-            db = self.client.post(
-                "/api/database",
-                {"name": mb.database_name, "engine": "postgres", "details": details, "is_full_sync": True},
-            )
+            try:
+                db = self.client.post(
+                    "/api/database",
+                    {
+                        "name": mb.database_name,
+                        "engine": "postgres",
+                        "details": details,
+                        "is_full_sync": True,
+                    },
+                )
+            except MetabaseError as exc:
+                if exc.status != 400:
+                    raise
+                # Metabase tests the connection before saving: its answer is about reaching Postgres
+                raise MetabaseError(
+                    f"Metabase could not connect to Postgres at {details['host']}:{details['port']} "
+                    f"({exc}); set METABASE_PG_HOST/METABASE_PG_PORT to how the Metabase server reaches it",
+                    status=400,
+                ) from None
             self._sync(db["id"], mb.database_name)
             return int(db["id"])
         # the stored password comes back redacted: compare everything else

@@ -350,3 +350,11 @@ def test_starting_server_is_one_line_and_wait_rides_it_out(double, mb_settings, 
     threading.Timer(1.0, lambda: setattr(double.double, "starting", False)).start()
     result = provision(mb_settings, specs[:1], wait_s=30)
     assert result.dashboard_urls and double.state.dashboards
+
+
+def test_database_metabase_cannot_reach_is_one_line(double, capsys, monkeypatch):
+    base = settings_for(double.url)
+    unreachable = dataclasses.replace(base, metabase=dataclasses.replace(base.metabase, pg_host=""))
+    err = _cli_error(capsys, monkeypatch, unreachable)
+    assert "Metabase could not connect to Postgres at :" in err and "METABASE_PG_HOST" in err
+    assert not double.state.databases and not double.state.cards
