@@ -163,3 +163,17 @@ def test_expectation_rows_from_a_validation_result():
     assert rows[0].observed_value == {"unexpected_count": 2, "element_count": 10}
     assert rows[1].observed_value == 0 and rows[1].description == "nothing odd"
     assert rows[0].weight == SEVERITY_WEIGHTS["critical"]
+
+
+def test_unreachable_postgres_is_one_actionable_error(settings, tmp_path):
+    import dataclasses
+
+    from ecom.errors import EcomError
+    from expectations.runner import run_suites
+
+    nowhere = dataclasses.replace(settings, postgres=dataclasses.replace(settings.postgres, port=1))
+    with pytest.raises(EcomError) as err:
+        run_suites(settings=nowhere, project_root=tmp_path, store=False)
+    message = str(err.value)
+    assert "cannot reach Postgres at" in message and ":1/" in message and "ecom up" in message
+    assert "\n" not in message
