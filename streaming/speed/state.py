@@ -110,8 +110,7 @@ def _apply(df: DataFrame, id_column: str, buckets: int, kind, context, columns, 
     fn = _context_fn(kind, context, columns, id_column, last_ms)
 
     def with_key_dropped(key, pdfs, state):
-        for out in fn(key, (p.drop(columns=["state_key"]) for p in pdfs), state):
-            yield out
+        yield from fn(key, (p.drop(columns=["state_key"]) for p in pdfs), state)
 
     return keyed.groupBy("state_key").applyInPandasWithState(
         with_key_dropped, out_schema, STATE_SCHEMA, "append", GroupStateTimeout.NoTimeout

@@ -197,7 +197,7 @@ def test_kill_minus_9_mid_run_then_restart_loses_and_duplicates_nothing(stack, t
     model_name, _ = test_model
     topic, query = unique("t_kill"), unique("q_kill")
     create_topic(stack, topic)
-    events = make_events(1500, seed=5)
+    events = make_events(800, seed=5)
     ids = [e["transaction_id"] for e in events]
     produce(stack, topic, events)
     log_path = tmp_path / "stream.log"
@@ -207,18 +207,18 @@ def test_kill_minus_9_mid_run_then_restart_loses_and_duplicates_nothing(stack, t
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         # kill while it is mid-run: some batches committed, not all
-        assert _wait(lambda: _speed_rows(ids)[0] >= 300, timeout=150), log_path.read_text()[-3000:]
+        assert _wait(lambda: _speed_rows(ids)[0] >= 100, timeout=400), log_path.read_text()[-3000:]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     done_before = _speed_rows(ids)[0]
-    assert done_before < 1500, "the stream finished before it could be killed; produce more events"
+    assert done_before < 800, "the stream finished before it could be killed; produce more events"
     with open(log_path, "a") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
-        assert _wait(lambda: _speed_rows(ids)[0] >= 1500, timeout=180), log_path.read_text()[-3000:]
+        assert _wait(lambda: _speed_rows(ids)[0] >= 800, timeout=600), log_path.read_text()[-3000:]
         time.sleep(3)  # one more trigger: nothing new may appear
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -226,13 +226,13 @@ def test_kill_minus_9_mid_run_then_restart_loses_and_duplicates_nothing(stack, t
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert _speed_rows(ids) == (1500, 1500)
+    assert _speed_rows(ids) == (800, 800)
     # the markers account for every row exactly once, across both runs
     assert (
         _count(
             "SELECT coalesce(sum(rows_written), 0) FROM speed.batch_commits WHERE query_name = %s", (query,)
         )
-        == 1500
+        == 800
     )
 
 
@@ -259,12 +259,12 @@ def test_moving_the_champion_alias_switches_the_model_without_restart(stack, spa
         first = make_events(50, seed=8)
         produce(stack, topic, first)
         ids1 = [e["transaction_id"] for e in first]
-        assert _wait(lambda: _speed_rows(ids1)[0] == 50, timeout=90)
+        assert _wait(lambda: _speed_rows(ids1)[0] == 50, timeout=300)
         registry.set_alias(v2, stack, model_name)
         second = make_events(50, seed=9)
         produce(stack, topic, second)
         ids2 = [e["transaction_id"] for e in second]
-        assert _wait(lambda: _speed_rows(ids2)[0] == 50, timeout=90)
+        assert _wait(lambda: _speed_rows(ids2)[0] == 50, timeout=300)
         run_id = query.runId
         assert query.isActive and query.runId == run_id
     finally:
