@@ -171,7 +171,10 @@ def register(
     example_scores = score(pipeline, input_example)
     signature = infer_signature(input_example, np.column_stack([1 - example_scores, example_scores]))
     info = mlflow.sklearn.log_model(
-        pipeline,
+        # explicit requirements: MLflow otherwise infers them by loading the model in a subprocess (a minute
+        # of CPU per training on a busy box); the pipeline needs exactly these plus the project's `ml` package
+        sk_model=pipeline,
+        pip_requirements=_pip_requirements(),
         name="model",
         serialization_format="skops",
         skops_trusted_types=trusted,
@@ -184,6 +187,14 @@ def register(
     version = str(info.registered_model_version)
     tag_version(version, tags, s, name)
     return version
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [
+        f"{p}=={version(p)}" for p in ("scikit-learn", "numpy", "pandas", "scipy", "skops", "threadpoolctl")
+    ]
 
 
 @contextmanager
