@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ecom.errors import EcomError
+from ecom.settings import get_settings
 
 
 def _positive(kind: type) -> Any:
@@ -108,10 +109,8 @@ def train_command(args: argparse.Namespace) -> int:
         print(json.dumps(result.summary(), indent=2, default=str))
         return 0
     m = result.metrics
-    print(
-        f"registered {args.model_name or 'fraud_detector'} v{result.version} (variant {result.params['variant']}, "
-        f"run {result.run_id})"
-    )
+    name = args.model_name or get_settings().mlflow.model_name
+    print(f"registered {name} v{result.version} (variant {result.params['variant']}, run {result.run_id})")
     print("hold-out: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items()))
     print(f"threshold {result.threshold:.6f} for {result.alerts_per_day:g} alerts/day")
     verdict = "promoted to champion" if result.promoted else "not promoted"
