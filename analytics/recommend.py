@@ -151,7 +151,8 @@ def content_features(products: pd.DataFrame, idx: Index) -> sp.csr_matrix:
     vocab: dict[str, int] = {}
     rows, cols = [], []
     for i, toks in enumerate(tokens):
-        for t in set(toks):
+        # sorted: the column order sets float summation order, so ties must not depend on the hash seed
+        for t in sorted(set(toks)):
             rows.append(i)
             cols.append(vocab.setdefault(t, len(vocab)))
     f = sp.csr_matrix(
