@@ -231,7 +231,7 @@ def test_every_key_is_unique_and_not_null_and_every_fk_has_relationships(manifes
             "payment_method",
             "channel",
         ],
-        "fct_order_lines": ["transaction_id", "product_id", "customer_sk", "merchant_id", "date_key"],
+        "fct_order_lines": ["transaction_id", "product_id", "merchant_id", "date_key"],
         "fct_chargebacks": ["transaction_id", "customer_sk", "merchant_id", "reported_date_key"],
     }
     for model, columns in foreign_keys.items():

@@ -11,15 +11,15 @@ stats as (
     select
         customer_id,
         count(*) as n_transactions,
-        percentile_cont(0.5) within group (order by amount) as median_amount,
-        percentile_cont(0.95) within group (order by amount) as p95_amount,
+        -- one sort per customer for both quantiles
+        percentile_cont(array[0.5, 0.95]) within group (order by amount) as amount_quantiles,
         avg(amount) as mean_amount,
         coalesce(stddev_samp(amount), 0) as std_amount,
         min(event_time) as first_seen_at,
         max(event_time) as last_seen_at,
         mode() within group (order by extract(hour from event_time at time zone 'UTC')) as typical_hour,
-        percentile_cont(0.5) within group (order by ip_lat) as median_ip_lat,
-        percentile_cont(0.5) within group (order by ip_lon) as median_ip_lon
+        avg(ip_lat) as mean_ip_lat,
+        avg(ip_lon) as mean_ip_lon
     from tx
     group by customer_id
 ),
@@ -66,16 +66,16 @@ home as (
 select
     s.customer_id,
     s.n_transactions,
-    s.median_amount,
-    s.p95_amount,
+    s.amount_quantiles[1] as median_amount,
+    s.amount_quantiles[2] as p95_amount,
     s.mean_amount,
     s.std_amount,
     s.n_transactions
         / greatest(1.0, extract(epoch from (s.last_seen_at - s.first_seen_at)) / 86400.0) as avg_tx_per_day,
     coalesce(d.usual_device_ids, array[]::text[]) as usual_device_ids,
     coalesce(c.usual_countries, array[]::text[]) as usual_countries,
-    coalesce(h.home_lat, s.median_ip_lat) as home_lat,
-    coalesce(h.home_lon, s.median_ip_lon) as home_lon,
+    coalesce(h.home_lat, s.mean_ip_lat) as home_lat,
+    coalesce(h.home_lon, s.mean_ip_lon) as home_lon,
     s.typical_hour::integer as typical_hour,
     s.first_seen_at,
     s.last_seen_at,

@@ -26,8 +26,15 @@ with versions as (
     inner join {{ ref('snap_reference__customers') }} as s on s.dbt_scd_id = v.customer_sk
 ),
 
+inferred_keys as (
+    select f.customer_sk, min(f.customer_id) as customer_id
+    from {{ ref('fct_transactions') }} as f
+    where not exists (select 1 from versions as v where v.customer_sk = f.customer_sk)
+    group by f.customer_sk
+),
+
 inferred as (
-    select distinct on (f.customer_sk)
+    select
         f.customer_sk,
         f.customer_id,
         null::text as first_name,
@@ -46,8 +53,7 @@ inferred as (
         0::bigint as version_number,
         not exists (select 1 from versions as v where v.customer_id = f.customer_id) as is_current,
         true as is_inferred
-    from {{ ref('fct_transactions') }} as f
-    where not exists (select 1 from versions as v where v.customer_sk = f.customer_sk)
+    from inferred_keys as f
 )
 
 select * from versions

@@ -3,18 +3,17 @@
   append-only master dataset): each run appends the rows landed since the last run. Rows that committed
   late, below the previous high-water mark, are caught by looking back `late_landing_lookback` positions
   and skipping what is already here (anti-join on transaction_id), so no row is missed or doubled.
-  customer_sk points at the customer version valid at event time (SCD2, snap_reference__customers), or the
-  customer's first version when the event predates it, or an inferred member when the customer is unknown.
+  customer_sk points at the customer version valid at event time (SCD2, snap_reference__customers; the first
+  version also covers events before it), or an inferred member when the customer is unknown.
 #}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
-        on_schema_change='fail',
+        on_schema_change='sync_all_columns',
         indexes=[
             {'columns': ['transaction_id'], 'unique': True},
             {'columns': ['landed_seq']},
-            {'columns': ['customer_id', 'event_time']},
             {'columns': ['event_time']},
         ],
     )
@@ -30,20 +29,7 @@ with landed as (
 ),
 
 versions as (
-    select * from {{ ref('int_customer_versions_ranged') }}
-),
-
-version_at_event as (
-    select l.transaction_id, v.customer_sk
-    from landed as l
-    inner join versions as v
-        on v.customer_id = l.customer_id
-        and l.event_time >= v.valid_from
-        and l.event_time < v.valid_to
-),
-
-first_version as (
-    select customer_id, customer_sk from versions where version_number = 1
+    select customer_sk, customer_id, valid_from, valid_to from {{ ref('int_customer_versions_ranged') }}
 ),
 
 scores as (
@@ -52,7 +38,7 @@ scores as (
 
 select
     l.transaction_id,
-    coalesce(vae.customer_sk, fv.customer_sk, {{ inferred_customer_sk('l.customer_id') }}) as customer_sk,
+    coalesce(v.customer_sk, {{ inferred_customer_sk('l.customer_id') }}) as customer_sk,
     l.customer_id,
     l.merchant_id,
     l.terminal_id,
@@ -80,6 +66,9 @@ select
     l.landed_at,
     l.landed_seq
 from landed as l
-left join version_at_event as vae on vae.transaction_id = l.transaction_id
-left join first_version as fv on fv.customer_id = l.customer_id
+-- the validity ranges of one customer never overlap and start at -infinity: at most one version matches
+left join versions as v
+    on v.customer_id = l.customer_id
+    and l.event_time >= v.valid_from
+    and l.event_time < v.valid_to
 left join scores as s on s.transaction_id = l.transaction_id

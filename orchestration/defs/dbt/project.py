@@ -12,6 +12,8 @@ from dagster_dbt import DbtCliResource, DbtProject
 
 from ecom.settings import get_settings, service_env
 
+DBT_PGOPTIONS = "-c jit=off -c work_mem=256MB -c maintenance_work_mem=256MB"
+
 
 def export_dbt_env() -> None:
     """dbt reads its connection from ECOM_PG_* (profiles.yml); give child processes the settings' values.
@@ -20,6 +22,10 @@ def export_dbt_env() -> None:
     """
     for key, value in service_env().items():
         os.environ.setdefault(key, value)
+    # Session settings for dbt's connections (libpq reads PGOPTIONS): the batch build sorts and hashes
+    # millions of rows (more work_mem keeps that off disk) and Postgres' JIT, triggered by the large cost
+    # estimates, spends seconds compiling each query of a build that runs every query once.
+    os.environ.setdefault("PGOPTIONS", DBT_PGOPTIONS)
 
 
 # Key of the Postgres advisory lock held for the length of a dbt build: two builds on one database (the

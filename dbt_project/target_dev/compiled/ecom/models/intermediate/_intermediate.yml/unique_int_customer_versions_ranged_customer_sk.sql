@@ -1,0 +1,14 @@
+
+    
+    
+
+select
+    customer_sk as unique_field,
+    count(*) as n_records
+
+from "ecom_batchdev"."intermediate"."int_customer_versions_ranged"
+where customer_sk is not null
+group by customer_sk
+having count(*) > 1
+
+

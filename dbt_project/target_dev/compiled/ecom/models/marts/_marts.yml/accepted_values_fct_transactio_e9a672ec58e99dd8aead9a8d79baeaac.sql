@@ -1,0 +1,22 @@
+
+    
+    
+
+with all_values as (
+
+    select
+        currency_code as value_field,
+        count(*) as n_records
+
+    from "ecom_batchdev"."marts"."fct_transactions"
+    group by currency_code
+
+)
+
+select *
+from all_values
+where value_field not in (
+    'USD','EUR','GBP','CAD'
+)
+
+

@@ -1,0 +1,11 @@
+
+    
+    
+
+
+
+select payment_method
+from "ecom_batchdev"."marts"."dim_payment_method"
+where payment_method is null
+
+

@@ -1,0 +1,11 @@
+
+    
+    
+
+
+
+select product_id
+from "ecom_batchdev"."marts"."dim_product"
+where product_id is null
+
+

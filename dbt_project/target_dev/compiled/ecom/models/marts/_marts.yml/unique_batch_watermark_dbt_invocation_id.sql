@@ -1,0 +1,14 @@
+
+    
+    
+
+select
+    dbt_invocation_id as unique_field,
+    count(*) as n_records
+
+from "ecom_batchdev"."marts"."batch_watermark"
+where dbt_invocation_id is not null
+group by dbt_invocation_id
+having count(*) > 1
+
+

@@ -1,0 +1,14 @@
+
+    
+    
+
+select
+    channel as unique_field,
+    count(*) as n_records
+
+from "ecom_batchdev"."marts"."dim_channel"
+where channel is not null
+group by channel
+having count(*) > 1
+
+

@@ -1,0 +1,14 @@
+
+    
+    
+
+select
+    calendar_date as unique_field,
+    count(*) as n_records
+
+from "ecom_batchdev"."marts"."dim_date"
+where calendar_date is not null
+group by calendar_date
+having count(*) > 1
+
+

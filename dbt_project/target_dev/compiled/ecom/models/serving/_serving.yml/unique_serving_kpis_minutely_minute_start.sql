@@ -1,0 +1,14 @@
+
+    
+    
+
+select
+    minute_start as unique_field,
+    count(*) as n_records
+
+from "ecom_batchdev"."serving"."kpis_minutely"
+where minute_start is not null
+group by minute_start
+having count(*) > 1
+
+

@@ -1,0 +1,22 @@
+
+    
+    
+
+with all_values as (
+
+    select
+        channel as value_field,
+        count(*) as n_records
+
+    from "ecom_batchdev"."staging"."stg_master__transactions"
+    group by channel
+
+)
+
+select *
+from all_values
+where value_field not in (
+    'web','mobile_app','pos','phone'
+)
+
+

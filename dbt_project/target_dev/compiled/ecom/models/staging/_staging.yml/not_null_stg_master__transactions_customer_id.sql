@@ -1,0 +1,11 @@
+
+    
+    
+
+
+
+select customer_id
+from "ecom_batchdev"."staging"."stg_master__transactions"
+where customer_id is null
+
+

@@ -1,0 +1,14 @@
+
+    
+    
+
+select
+    product_id as unique_field,
+    count(*) as n_records
+
+from "ecom_batchdev"."staging"."stg_reference__products"
+where product_id is not null
+group by product_id
+having count(*) > 1
+
+

@@ -1,0 +1,14 @@
+
+    
+    
+
+select
+    terminal_id as unique_field,
+    count(*) as n_records
+
+from "ecom_batchdev"."staging"."stg_reference__terminals"
+where terminal_id is not null
+group by terminal_id
+having count(*) > 1
+
+

@@ -1,0 +1,28 @@
+
+    
+    select
+      count(*) as failures,
+      count(*) != 0 as should_warn,
+      count(*) != 0 as should_error
+    from (
+      
+    
+  
+    
+    
+
+select
+    customer_sk as unique_field,
+    count(*) as n_records
+
+from "ecom_batchdev"."intermediate"."int_customer_versions_ranged"
+where customer_sk is not null
+group by customer_sk
+having count(*) > 1
+
+
+
+  
+  
+      
+    ) dbt_internal_test

@@ -1,0 +1,25 @@
+
+    
+    select
+      count(*) as failures,
+      count(*) != 0 as should_warn,
+      count(*) != 0 as should_error
+    from (
+      
+    
+  
+    
+    
+
+
+
+select date_key
+from "ecom_batchdev"."marts"."dim_date"
+where date_key is null
+
+
+
+  
+  
+      
+    ) dbt_internal_test

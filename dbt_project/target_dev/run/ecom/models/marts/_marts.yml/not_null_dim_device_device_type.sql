@@ -1,0 +1,25 @@
+
+    
+    select
+      count(*) as failures,
+      count(*) != 0 as should_warn,
+      count(*) != 0 as should_error
+    from (
+      
+    
+  
+    
+    
+
+
+
+select device_type
+from "ecom_batchdev"."marts"."dim_device"
+where device_type is null
+
+
+
+  
+  
+      
+    ) dbt_internal_test

@@ -1,0 +1,25 @@
+
+    
+    select
+      count(*) as failures,
+      count(*) != 0 as should_warn,
+      count(*) != 0 as should_error
+    from (
+      
+    
+  
+    
+    
+
+
+
+select order_line_id
+from "ecom_batchdev"."marts"."fct_order_lines"
+where order_line_id is null
+
+
+
+  
+  
+      
+    ) dbt_internal_test

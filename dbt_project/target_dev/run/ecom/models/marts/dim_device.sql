@@ -1,0 +1,35 @@
+
+  
+    
+
+  create  table "ecom_batchdev"."marts"."dim_device__dbt_tmp"
+  
+  
+    as
+  
+  (
+    -- Devices (fingerprints) seen in checkouts: their kind (most frequent), usage span and how many customers
+-- used each (a device shared by many customers is a fraud signal).
+with usage as (
+    select
+        device_id,
+        device_type,
+        customer_id,
+        count(*) as n_transactions,
+        min(event_time) as first_seen_at,
+        max(event_time) as last_seen_at
+    from "ecom_batchdev"."marts"."fct_transactions"
+    group by device_id, device_type, customer_id
+)
+
+select
+    device_id,
+    (array_agg(device_type order by n_transactions desc, device_type))[1] as device_type,
+    sum(n_transactions)::bigint as n_transactions,
+    count(distinct customer_id)::bigint as n_customers,
+    min(first_seen_at) as first_seen_at,
+    max(last_seen_at) as last_seen_at
+from usage
+group by device_id
+  );
+  

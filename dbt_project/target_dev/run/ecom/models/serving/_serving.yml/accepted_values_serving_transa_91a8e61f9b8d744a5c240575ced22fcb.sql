@@ -1,0 +1,36 @@
+
+    
+    select
+      count(*) as failures,
+      count(*) != 0 as should_warn,
+      count(*) != 0 as should_error
+    from (
+      
+    
+  
+    
+    
+
+with all_values as (
+
+    select
+        served_from as value_field,
+        count(*) as n_records
+
+    from "ecom_batchdev"."serving"."transactions"
+    group by served_from
+
+)
+
+select *
+from all_values
+where value_field not in (
+    'batch','realtime'
+)
+
+
+
+  
+  
+      
+    ) dbt_internal_test

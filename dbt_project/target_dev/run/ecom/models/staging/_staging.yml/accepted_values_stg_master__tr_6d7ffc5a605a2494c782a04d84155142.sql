@@ -1,0 +1,36 @@
+
+    
+    select
+      count(*) as failures,
+      count(*) != 0 as should_warn,
+      count(*) != 0 as should_error
+    from (
+      
+    
+  
+    
+    
+
+with all_values as (
+
+    select
+        payment_method as value_field,
+        count(*) as n_records
+
+    from "ecom_batchdev"."staging"."stg_master__transactions"
+    group by payment_method
+
+)
+
+select *
+from all_values
+where value_field not in (
+    'card','paypal','apple_pay','google_pay','bank_transfer','gift_card'
+)
+
+
+
+  
+  
+      
+    ) dbt_internal_test

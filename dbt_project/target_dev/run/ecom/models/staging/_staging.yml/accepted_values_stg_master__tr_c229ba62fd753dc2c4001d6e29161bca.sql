@@ -1,0 +1,36 @@
+
+    
+    select
+      count(*) as failures,
+      count(*) != 0 as should_warn,
+      count(*) != 0 as should_error
+    from (
+      
+    
+  
+    
+    
+
+with all_values as (
+
+    select
+        currency_code as value_field,
+        count(*) as n_records
+
+    from "ecom_batchdev"."staging"."stg_master__transactions"
+    group by currency_code
+
+)
+
+select *
+from all_values
+where value_field not in (
+    'USD','EUR','GBP','CAD'
+)
+
+
+
+  
+  
+      
+    ) dbt_internal_test
