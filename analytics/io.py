@@ -311,6 +311,19 @@ def read_products_from_db(conn, products_table: str | None = None) -> pd.DataFra
     return df
 
 
+def read_customer_ids_from_db(conn, customers_table: str | None = None, auto: bool = True) -> pd.Index | None:
+    """Every known customer id (marts.dim_customer, else reference.customers), or None when there is none."""
+    table = customers_table
+    if table is None and auto:
+        table = next(
+            (t for t in ("marts.dim_customer", "reference.customers") if _relation_exists(conn, t)), None
+        )
+    if table is None:
+        return None
+    rows = conn.execute(f"SELECT DISTINCT customer_id::text FROM {table}").fetchall()
+    return pd.Index(sorted(r[0] for r in rows), dtype=object)
+
+
 _PG_TYPES = {"i": "bigint", "u": "bigint", "f": "double precision", "b": "boolean", "M": "timestamp"}
 
 

@@ -430,16 +430,27 @@ def fit_models(
 
 
 def recommendation_tables(
-    lines: pd.DataFrame, products: pd.DataFrame | None, segments: pd.DataFrame | None, cfg: RecConfig
+    lines: pd.DataFrame,
+    products: pd.DataFrame | None,
+    segments: pd.DataFrame | None,
+    cfg: RecConfig,
+    all_customers: pd.Index | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """recs_item_item, recs_content (when product attributes are given), recs_fbt, recs_personalized."""
+    """recs_item_item, recs_content (when product attributes are given), recs_fbt, recs_personalized.
+
+    all_customers: customers to recommend for beyond those with purchases (e.g. every signed-up customer):
+    without a history they are cold starts and get the overall most-bought products.
+    """
     lines = compact_ids(lines)
     m = fit_models(lines, products, segments, cfg)
+    targets = m.idx.customers
+    if all_customers is not None:
+        targets = targets.append(pd.Index(all_customers, dtype=object).difference(targets)).astype(str)
     out = {
         "recs_item_item": _neighbour_table(m.cf, m.idx, "similarity"),
         "recs_fbt": m.fbt,
         "recs_personalized": personalized(
-            lines, m.idx, m.cf, m.content, m.fbt_conf, m.popularity, segments, cfg
+            lines, m.idx, m.cf, m.content, m.fbt_conf, m.popularity, segments, cfg, customers=targets
         ),
     }
     if m.content is not None:

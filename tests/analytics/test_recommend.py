@@ -144,3 +144,26 @@ def test_results_do_not_depend_on_the_string_hash_seed(tmp_path):
         outs.append(done.stdout)
     assert "recs_content" in outs[0]
     assert outs[0] == outs[1]
+
+
+def test_customers_without_purchases_get_the_most_bought_products(shop, shop_result):
+    lines = shop.lines
+    cfg = recommend.RecConfig()
+    newcomers = pd.Index(["NEW-1", "NEW-2"])
+    tables = recommend.recommendation_tables(
+        lines,
+        None,
+        shop_result.tables["rfm_customers"],
+        cfg,
+        all_customers=newcomers.append(pd.Index(["C000001"])),
+    )
+    recs = tables["recs_personalized"]
+    fresh = recs[recs["customer_id"].isin(newcomers)]
+    assert len(fresh) == 2 * cfg.top_n
+    assert set(fresh["source"]) == {"segment_popularity"}
+    top = lines.drop_duplicates(["customer_id", "product_id"])["product_id"].value_counts()
+    assert fresh.loc[fresh["customer_id"] == "NEW-1", "product_id"].tolist() == list(
+        top.sort_index().sort_values(ascending=False, kind="stable").index[: cfg.top_n]
+    )
+    # a buyer in the list is not duplicated
+    assert recs["customer_id"].eq("C000001").sum() <= cfg.top_n

@@ -31,6 +31,9 @@ class AnalyticsSource(dg.ConfigurableResource):
 
     lines_table: str = ""  # any relation with customer_id, order_id, order_time, amount, product_id, quantity
     products_table: str = ""  # default marts.dim_product, else reference.products
+    # customers who get recommendations even without purchases (cold starts); default: marts.dim_customer
+    # (else reference.customers) when reading the warehouse, none when lines_table is given
+    customers_table: str = ""
     target_schema: str = "analytics"
     holdout_days: int = 90  # lifetime value: fit on all but the last N days, validate on them
     log_to_mlflow: bool = True
@@ -58,6 +61,10 @@ class AnalyticsSource(dg.ConfigurableResource):
                 "dagster/relation_identifier": f"{self.target_schema}.{table}",
             },
         )
+
+    def customers(self, pg: PostgresResource) -> pd.Index | None:
+        with pg.connect() as conn:
+            return io.read_customer_ids_from_db(conn, self.customers_table or None, auto=not self.lines_table)
 
     def read(self, pg: PostgresResource, table: str) -> pd.DataFrame:
         with pg.connect() as conn:
@@ -204,7 +211,9 @@ def recommendation_assets(
     products = analytics_source.products(postgres)
     scores = analytics_source.read(postgres, "rfm_customers")
     cfg = recommend.RecConfig()
-    tables = recommend.recommendation_tables(lines, products, scores, cfg)
+    tables = recommend.recommendation_tables(
+        lines, products, scores, cfg, all_customers=analytics_source.customers(postgres)
+    )
     tables["recs_evaluation"] = recommend.evaluate(lines, products, lambda train: rfm.rfm_scores(train), cfg)
     if "recs_content" not in tables:  # no catalogue: keep the table's shape, empty
         tables["recs_content"] = pd.DataFrame(
