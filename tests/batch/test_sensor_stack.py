@@ -1,0 +1,43 @@
+"""The new-landings sensor against the real master dataset: skips below the threshold, requests a run at it."""
+
+from __future__ import annotations
+
+import uuid
+
+import dagster as dg
+import pytest
+
+from ecom import db
+from ecom.settings import get_settings
+from orchestration.defs.dbt.automation import new_landings_sensor
+from orchestration.resources import PostgresResource
+from orchestration.synthetic import SyntheticSpec, insert_transactions
+
+pytestmark = pytest.mark.stack
+
+
+def test_sensor_counts_rows_landed_after_its_cursor(stack, monkeypatch) -> None:
+    with db.connect() as conn:
+        before = conn.execute("SELECT coalesce(max(landed_seq), 0) FROM master.transactions").fetchone()[0]
+        tag = uuid.uuid4().hex[:8]
+        insert_transactions(
+            conn, SyntheticSpec(prefix=f"sn{tag}-", topic=f"fixture-{tag}", scored=False), 0, 29
+        )
+    postgres = PostgresResource.from_settings()
+
+    monkeypatch.setenv("ECOM_BATCH_SENSOR_MIN_NEW_ROWS", "1000000000")
+    get_settings.cache_clear()
+    try:
+        skipped = new_landings_sensor(
+            dg.build_sensor_context(cursor=str(before), resources={"postgres": postgres})
+        )
+        monkeypatch.setenv("ECOM_BATCH_SENSOR_MIN_NEW_ROWS", "30")
+        get_settings.cache_clear()
+        context = dg.build_sensor_context(cursor=str(before), resources={"postgres": postgres})
+        requested = new_landings_sensor(context)
+    finally:
+        get_settings.cache_clear()
+    assert isinstance(skipped, dg.SkipReason)
+    assert isinstance(requested, dg.RunRequest)
+    assert int(context.cursor) >= before + 30
+    assert requested.run_key == f"landed_seq_{context.cursor}"
