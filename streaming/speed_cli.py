@@ -35,6 +35,8 @@ def _run(query, label: str) -> int:
         query.awaitTermination()
     except KeyboardInterrupt:
         query.stop()
+    except Exception:  # a failed query raises here (StreamingQueryException): reported below in one line
+        pass
     exc = query.exception()
     if exc is not None:
         raise EcomError(f"{label} query '{query.name}' failed: {str(exc).splitlines()[0][:300]}")

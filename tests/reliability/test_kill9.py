@@ -19,6 +19,7 @@ from tests.reliability.support import (
     speed_rows,
     start,
     tail,
+    wait_for,
 )
 from tests.speed.support import create_topic, unique
 
@@ -48,7 +49,7 @@ def test_repeated_kill_minus_9_loses_and_duplicates_nothing(stack, model_name, t
         "--model-name",
         model_name,
         "--max-offsets",
-        "1500",
+        "1000",
         "--trigger",
         "1 second",
     )
@@ -70,16 +71,23 @@ def test_repeated_kill_minus_9_loses_and_duplicates_nothing(stack, model_name, t
     feeder = PacedProducer(stack, topic, events, RATE)
     feeder.start()
     kills = []
-    for k in range(KILLS):
+    # seeded random moments: one during start-up (JVM, model load, first batch), the others a random few
+    # seconds after the run committed something (mid-batch or between batches); a fixed clock would not do,
+    # as a start-up takes 40 s on an idle machine and several minutes on the shared one
+    moments = rng.sample(["start-up", "running", "running"], KILLS)
+    for moment in moments:
+        before = speed_rows(ids)[0]
         procs = [start(speed, log), start(land, log)]
-        # a random moment of the run: during start-up, mid-batch or between batches (a JVM start and the
-        # first batch take ~40-120 s on the shared 2-core box)
-        time.sleep(rng.uniform(30.0, 120.0))
+        if moment == "start-up":
+            time.sleep(rng.uniform(5.0, 40.0))
+        else:
+            assert wait_for(lambda b=before: speed_rows(ids)[0] > b, timeout=600), tail(log)
+            time.sleep(rng.uniform(0.0, 8.0))
         for p in rng.sample(procs, 2):  # which of the two dies first is random too
             assert p.poll() is None, tail(log)
             kill9(p)
             time.sleep(rng.uniform(0.0, 2.0))
-        kills.append((k, speed_rows(ids)[0], master_rows(ids)[0], feeder.sent))
+        kills.append((moment, speed_rows(ids)[0], master_rows(ids)[0], feeder.sent))
     feeder.join(timeout=300)
     assert feeder.error is None and feeder.sent == N_EVENTS
     # the kills are meaningful: at least one came after some rows were committed and before the end

@@ -309,11 +309,6 @@ def test_injection_through_the_analytics_table_config_is_inert(stack, canary):
     assert _canary_rows(canary) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: `ecom generate --topic` with an illegal Kafka topic name ends in a ValueError traceback "
-    "from kafka-python instead of one line saying what is wrong",
-)
 def test_a_topic_name_with_quotes_is_refused_in_one_line():
     out = _ecom(
         "generate",
@@ -347,4 +342,6 @@ def test_stream_with_a_quoted_topic_name_fails_cleanly(stack, tmp_path):
         timeout=300,
     )
     assert out.returncode != 0
-    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "Traceback (most recent call last)" not in out.stderr, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ecom stream:") and "InvalidTopicException" in last, last
