@@ -43,7 +43,7 @@ class AnalyticsSource(dg.ConfigurableResource):
             df, src = io.read_lines_from_db(conn, self.lines_table or None)
         if df.empty:
             raise dg.Failure(
-                f"no transactions in {src}; land some (ecom simulate / ecom batch) before refreshing"
+                f"no transactions in {src}; generate and land some (ecom generate, ecom land, ecom batch) first"
             )
         return io.compact_ids(df), src
 
@@ -69,6 +69,20 @@ class AnalyticsSource(dg.ConfigurableResource):
     def read(self, pg: PostgresResource, table: str) -> pd.DataFrame:
         with pg.connect() as conn:
             return io.read_table(conn, self.target_schema, table)
+
+
+def _log(context, params: dict, evaluation, source: str, tracking_uri: str, run_name: str) -> str:
+    """Log to MLflow; an unreachable server is a warning, not a failed refresh (the tables matter more)."""
+    from analytics import tracking
+    from ecom.errors import EcomError
+
+    try:
+        return tracking.log_refresh(
+            params, evaluation, source=source, tracking_uri=tracking_uri, run_name=run_name
+        )
+    except EcomError as exc:
+        context.log.warning(f"not logged to MLflow: {exc}")
+        return ""
 
 
 def _spec(table: str, description: str, deps: list[dg.AssetKey]) -> dg.AssetSpec:
@@ -153,16 +167,14 @@ def lifetime_value_assets(
     row = {**params, **({f"holdout_{k}": v for k, v in validation.items()} if validation else {})}
     context.log.info(f"lifetime value: {params}; validation: {validation}")
     if analytics_source.log_to_mlflow:
-        from analytics import tracking
-
-        run_id = tracking.log_refresh(
+        row["mlflow_run_id"] = _log(
+            context,
             {"clv_params": params, **({"clv_validation": validation} if validation else {})},
             None,
-            source=f"dagster:{src}",
-            tracking_uri=mlflow.tracking_uri,
-            run_name="clv_refresh",
+            f"dagster:{src}",
+            mlflow.tracking_uri,
+            "clv_refresh",
         )
-        row["mlflow_run_id"] = run_id
     yield analytics_source.write(postgres, "customer_ltv", ltv, f"Customer lifetime value ({src})")
     yield analytics_source.write(
         postgres, "clv_params", pd.DataFrame([row]), "Fitted lifetime-value parameters"
@@ -221,15 +233,7 @@ def recommendation_assets(
         )
     context.log.info("recommendation evaluation:\n" + tables["recs_evaluation"].to_string(index=False))
     if analytics_source.log_to_mlflow:
-        from analytics import tracking
-
-        tracking.log_refresh(
-            {},
-            tables["recs_evaluation"],
-            source=f"dagster:{src}",
-            tracking_uri=mlflow.tracking_uri,
-            run_name="recs_refresh",
-        )
+        _log(context, {}, tables["recs_evaluation"], f"dagster:{src}", mlflow.tracking_uri, "recs_refresh")
     for name in ("recs_item_item", "recs_content", "recs_fbt", "recs_personalized", "recs_evaluation"):
         yield analytics_source.write(postgres, name, tables[name], f"Recommendations: {name} ({src})")
 
