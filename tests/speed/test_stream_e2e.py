@@ -61,6 +61,12 @@ def test_exactly_once_into_speed_and_master_with_quarantine(stack, spark, test_m
     create_topic(stack, topic)
     create_topic(stack, labels, partitions=1)
     events = make_events(300, seed=3)
+    # the last event is a blatant outlier for its customer: huge amount, new device, another continent
+    events[-1] = {
+        **events[-1], "customer_id": events[0]["customer_id"], "amount": 90000.0, "device_id": "never-seen",
+        "ip_country": "BR", "ip_city": "Sao Paulo", "ip_lat": -23.55, "ip_lon": -46.63,
+        "line_items": [{"product_id": "P999", "quantity": 40, "unit_price": 2250.0}],
+    }
     ids = [e["transaction_id"] for e in events]
     produce(stack, topic, events, MALFORMED)
     chargebacks = [
@@ -127,6 +133,12 @@ def test_exactly_once_into_speed_and_master_with_quarantine(stack, spark, test_m
     ) == len(alerts)
     for reasons_json, above in alerts:
         assert above and reasons_json and all(r["text"] for r in reasons_json)
+    with connect() as conn:
+        outlier = conn.execute(
+            "SELECT reasons FROM speed.fraud_alerts WHERE transaction_id = %s", (ids[-1],)
+        ).fetchone()
+    assert outlier is not None, "the blatant outlier was not alerted"
+    assert any("amount" in r["text"] or "device" in r["text"] for r in outlier[0]), outlier
 
     # a batch replayed after a crash between COMMIT in Postgres and Spark's commit log: drop the last
     # commit-log entry, restart from the same checkpoint -> Spark recomputes it, the marker makes it a no-op
