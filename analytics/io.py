@@ -245,6 +245,22 @@ def _relation_exists(conn, qualified: str) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()[0]
 
 
+def _copy_df(conn, sql: str) -> pd.DataFrame:
+    """A query's rows via COPY ... TO STDOUT (CSV) and pandas' CSV parser: several times faster than fetching
+    Python tuples when reading millions of order lines. Ids stay text; timestamps are parsed by the caller."""
+    buf = io.BytesIO()
+    with conn.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+        for chunk in copy:
+            buf.write(chunk)
+    buf.seek(0)
+    return pd.read_csv(
+        buf,
+        dtype={"customer_id": str, "order_id": str, "product_id": str, "order_time": str},
+        keep_default_na=False,
+        na_values=[""],
+    )
+
+
 def _query_df(conn, sql: str, params: Sequence[object] | None = None) -> pd.DataFrame:
     with conn.cursor() as cur:
         cur.execute(sql, params)
@@ -274,15 +290,17 @@ def read_lines_from_db(
     lines_table: any relation with the canonical columns instead (tests point the assets at their own data).
     """
     if lines_table:
-        df, src = _query_df(conn, f"SELECT * FROM {lines_table}"), lines_table
+        df, src = _copy_df(conn, f"SELECT * FROM {lines_table}"), lines_table
     elif source == "marts" or (source == "auto" and _relation_exists(conn, "marts.fct_order_lines")):
-        df, src = _query_df(conn, MARTS_LINES_SQL), "marts.fct_order_lines"
+        df, src = _copy_df(conn, MARTS_LINES_SQL), "marts.fct_order_lines"
     else:
-        df, src = _query_df(conn, MASTER_LINES_SQL), "master.transactions"
+        df, src = _copy_df(conn, MASTER_LINES_SQL), "master.transactions"
     if df.empty:
         return df.reindex(columns=list(CANONICAL)), src
     df["order_time"] = (
-        pd.to_datetime(df["order_time"], utc=True).dt.tz_localize(None).astype("datetime64[ns]")
+        pd.to_datetime(df["order_time"], utc=True, format="ISO8601")
+        .dt.tz_localize(None)
+        .astype("datetime64[ns]")
     )
     df["amount"] = df["amount"].astype(float)
     for c in ("customer_id", "order_id", "product_id"):
