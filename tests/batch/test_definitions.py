@@ -112,6 +112,7 @@ def test_groups_owners_and_descriptions(graph) -> None:
     assert graph.get(key("serving", "transactions")).group_name == "serving"
     assert graph.get(key("staging", "stg_master__transactions")).group_name == "staging"
     assert graph.get(key("marts", "fct_transactions")).freshness_policy is not None
+    assert graph.get(key("master", "transactions")).freshness_policy is not None
 
 
 def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
@@ -121,6 +122,8 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
         defs.resolve_schedule_def("batch_refresh_schedule").cron_schedule == get_settings().dbt.refresh_cron
     )
     assert defs.resolve_sensor_def("new_landings_sensor").job_name == "batch_refresh"
+    observe = defs.resolve_job_def("observe_landing")
+    assert key("master", "transactions") in observe.asset_layer.asset_graph.get_all_asset_keys()
 
 
 def test_translator_keys_and_layers() -> None:

@@ -8,11 +8,17 @@ marks, Kafka end offsets) give the asset graph data versions and feed the freshn
 from __future__ import annotations
 
 import warnings
+from datetime import timedelta
 
 import dagster as dg
 
 from ecom.settings import get_settings
 from orchestration.resources import PostgresResource, shared_resources
+
+# While the shop is open, transactions land continuously: an hour without one is a warning, a day a failure.
+LANDING_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=24), warn_window=timedelta(hours=1)
+)
 
 GENERATOR = dg.AssetKey(["generator", "shop_simulator"])
 KAFKA_TRANSACTIONS = dg.AssetKey(["kafka", "transactions"])
@@ -59,6 +65,7 @@ postgres_specs = [
     dg.AssetSpec(
         MASTER_TRANSACTIONS,
         deps=[KAFKA_TRANSACTIONS],
+        freshness_policy=LANDING_FRESHNESS,
         description="Immutable, append-only master dataset: every transaction exactly once, with its Kafka "
         "position and landing order (landed_seq).",
         group_name="landing",
@@ -76,6 +83,7 @@ postgres_specs = [
     dg.AssetSpec(
         SPEED_SCORED,
         deps=[KAFKA_TRANSACTIONS],
+        freshness_policy=LANDING_FRESHNESS,
         description="Speed layer: every transaction scored by the Spark stream (fraud_score, model_version).",
         group_name="speed",
         kinds={"spark", "postgres"},
@@ -115,7 +123,8 @@ OBSERVE_SQL = {
 @dg.multi_observable_source_asset(specs=postgres_specs[:4], name="observe_landing_tables", can_subset=True)
 def observe_landing_tables(context, postgres: PostgresResource):
     """Row counts and high-water marks of the master and speed tables (data version = the mark)."""
-    for key in context.selected_asset_keys:
+    # in OBSERVE_SQL order, which is topological (alerts after scored transactions), as Dagster requires
+    for key in [k for k in OBSERVE_SQL if k in context.selected_asset_keys]:
         count, mark, last_at = postgres.fetch_one(OBSERVE_SQL[key])
         metadata = {"dagster/row_count": int(count)}
         if last_at is not None:
@@ -145,7 +154,23 @@ def observe_kafka_topics(context):
         consumer.close()
 
 
+observe_landing_job = dg.define_asset_job(
+    "observe_landing",
+    selection=dg.AssetSelection.assets(observe_landing_tables, observe_kafka_topics),
+    description="Observe the Kafka topics and the master/speed tables (counts, high-water marks, last update).",
+)
+
+observe_landing_schedule = dg.ScheduleDefinition(
+    name="observe_landing_schedule",
+    job=observe_landing_job,
+    cron_schedule="*/5 * * * *",
+    description="Observations feed the freshness policies of the landing and speed tables.",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+
 defs = dg.Definitions(
     assets=[generator_spec, *postgres_specs[4:], observe_landing_tables, observe_kafka_topics],
+    jobs=[observe_landing_job],
+    schedules=[observe_landing_schedule],
     resources=shared_resources(),
 )
