@@ -1,4 +1,4 @@
-"""How dbt resources become Dagster assets: keys [<schema>, <relation>], groups by layer, owners.
+"""How dbt resources become Dagster assets: keys [<schema>, <relation>], groups by layer, owners, freshness.
 
 Keys follow the platform convention (docs/batch.md): a model is [<schema>, <alias>] e.g.
 ["marts", "fct_transactions"], ["serving", "transactions"]; a source is [<source schema>, <table>] e.g.
@@ -8,12 +8,18 @@ Keys follow the platform convention (docs/batch.md): a model is [<schema>, <alia
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
 
 LAYER_GROUPS = {"staging", "intermediate", "marts", "serving", "snapshots"}
+# How stale each layer may get before its freshness policy warns / fails (the schedule refreshes hourly).
+LAYER_FRESHNESS = {
+    layer: dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=6), warn_window=timedelta(hours=2))
+    for layer in ("marts", "serving")
+}
 OWNERS = {
     "staging": ["team:batch-layer"],
     "intermediate": ["team:batch-layer"],
@@ -43,6 +49,13 @@ class EcomDbtTranslator(DagsterDbtTranslator):
 
     def __init__(self) -> None:
         super().__init__(DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_code_references=True))
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: Any) -> dg.AssetSpec:
+        """The default spec plus the layer's freshness policy (the 1.13 way to declare freshness)."""
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        policy = LAYER_FRESHNESS.get(layer_of(props) or "") if props["resource_type"] != "source" else None
+        return dg.apply_freshness_policy(spec, policy) if policy else spec
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         return asset_key_for(dbt_resource_props)

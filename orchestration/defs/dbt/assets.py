@@ -1,40 +1,17 @@
 """The dbt project as Dagster assets: every model, snapshot and source, with dbt tests as asset checks."""
 
-import datetime as dt
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 import dagster as dg
-from dagster import (
-    AssetExecutionContext,
-)  # imported by name: Dagster checks the context hint at definition time
+
+# imported by name: Dagster validates the `context` annotation when the asset is defined
+from dagster import AssetExecutionContext
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from orchestration.defs.dbt.project import build_lock, ecom_dbt_project
-from orchestration.translator import EcomDbtTranslator, layer_of
+from orchestration.translator import EcomDbtTranslator
 
 log = logging.getLogger(__name__)
-
-# How stale each layer may get before the freshness policy warns / fails (the schedule refreshes hourly).
-LAYER_FRESHNESS = {
-    "marts": dg.FreshnessPolicy.time_window(
-        fail_window=dt.timedelta(hours=6), warn_window=dt.timedelta(hours=2)
-    ),
-    "serving": dg.FreshnessPolicy.time_window(
-        fail_window=dt.timedelta(hours=6), warn_window=dt.timedelta(hours=2)
-    ),
-}
-
-
-class FreshEcomDbtTranslator(EcomDbtTranslator):
-    """EcomDbtTranslator plus a freshness policy per layer (the 1.13 way to declare freshness)."""
-
-    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: Any) -> dg.AssetSpec:
-        spec = super().get_asset_spec(manifest, unique_id, project)
-        props = self.get_resource_props(manifest, unique_id)
-        policy = LAYER_FRESHNESS.get(layer_of(props) or "") if props["resource_type"] != "source" else None
-        return dg.apply_freshness_policy(spec, policy) if policy else spec
 
 
 def _manifest_path():
@@ -51,7 +28,7 @@ def _manifest_path():
     return project.manifest_path
 
 
-translator = FreshEcomDbtTranslator()
+translator = EcomDbtTranslator()
 
 
 class DbtBuildConfig(dg.Config):
