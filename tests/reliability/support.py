@@ -106,6 +106,27 @@ def master_rows(ids: list[str], settings: Settings | None = None) -> tuple[int, 
         ).fetchone()
 
 
+def batch_accounting(query_name: str, ids: list[str], settings: Settings | None = None) -> dict[str, int]:
+    """What the committed batches of one query say they wrote, beside what is in the tables for these ids.
+
+    speed.batch_commits.rows_written counts scored rows + alert rows (every table that counts as written);
+    ops.stream_batches.rows_written counts scored rows only.
+    """
+    with connect(settings) as conn:
+        markers = conn.execute(
+            "SELECT coalesce(sum(rows_written), 0) FROM speed.batch_commits WHERE query_name = %s",
+            (query_name,),
+        ).fetchone()[0]
+        metrics = conn.execute(
+            "SELECT coalesce(sum(rows_written), 0) FROM ops.stream_batches WHERE query_name = %s",
+            (query_name,),
+        ).fetchone()[0]
+        alerts = conn.execute(
+            "SELECT count(*) FROM speed.fraud_alerts WHERE transaction_id = ANY(%s)", (ids,)
+        ).fetchone()[0]
+    return {"markers": int(markers), "metrics": int(metrics), "alerts": int(alerts)}
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 1.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from ecom.db import connect
 from tests.reliability.support import (
+    batch_accounting,
     fresh_events,
     private_service,
     producer,
@@ -135,9 +135,5 @@ def test_postgres_restarted_mid_stream_the_sink_retries_and_loses_nothing(
             query.stop()
             sink_log.removeHandler(retries)
         assert speed_rows(ids, s) == (4000, 4000)
-        with connect(s) as conn:
-            written = conn.execute(
-                "SELECT coalesce(sum(rows_written), 0) FROM speed.batch_commits WHERE query_name = %s",
-                (cfg.query_name,),
-            ).fetchone()[0]
-        assert written == 4000
+        acc = batch_accounting(cfg.query_name, ids, s)
+        assert acc["metrics"] == 4000 and acc["markers"] == 4000 + acc["alerts"], acc
