@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "cluster", help="start/stop a local Spark standalone master + one worker (the scale-out path)"
     )
+    p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])  # `ecom cluster` alone: show the actions
     sub = p.add_subparsers(dest="cluster_command", metavar="ACTION", parser_class=type(p))
     for name, func, text in (
         ("up", _up, "start the master and one worker on the stack's address; idempotent"),

@@ -113,3 +113,24 @@ def test_stream_on_a_standalone_cluster_reads_a_12_partition_topic(cluster_setti
     left = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert left == [], f"processes left behind: {left}"
     assert spark_cluster.master_state(s) is None
+
+
+@pytest.mark.stack  # module-wide marker; this one needs no service
+def test_cluster_commands_bind_to_the_settings_address_and_ports(settings):
+    master, worker = spark_cluster.daemons(settings)
+    sp = settings.spark
+    m = master.command()
+    assert m[0].endswith("bin/spark-class") and "org.apache.spark.deploy.master.Master" in m
+    assert m[m.index("--host") + 1] == settings.bind_host
+    assert m[m.index("--port") + 1] == str(sp.cluster_master_port)
+    assert m[m.index("--webui-port") + 1] == str(sp.cluster_master_ui_port)
+    w = worker.command()
+    assert sp.cluster_master_url(settings.bind_host) in w
+    assert w[w.index("--cores") + 1] == str(sp.cluster_worker_cores)
+    assert w[w.index("--memory") + 1] == sp.cluster_worker_memory
+    env = master.env()
+    assert env["SPARK_LOCAL_IP"] == settings.bind_host and env["SPARK_HOME"] == str(
+        spark_cluster.spark_home()
+    )
+    assert "spark.master.rest.enabled=false" in env["SPARK_MASTER_OPTS"]
+    assert spark_cluster.client_env(settings)["SPARK_MASTER"] == sp.cluster_master_url(settings.bind_host)
