@@ -10,8 +10,10 @@ incremental <= 15 s after +100k. Figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -120,8 +122,11 @@ def run_benchmark(n: int, increment: int, database: str, keep: bool, log=print) 
 
 
 def cmd_bench_batch(args: argparse.Namespace) -> int:
-    log = (lambda msg: None) if args.json else print
-    figures = run_benchmark(args.transactions, args.increment, args.database, args.keep, log=log)
+    if args.json:  # dbt's progress lines go to stderr so stdout is only the JSON document
+        with contextlib.redirect_stdout(sys.stderr):
+            figures = run_benchmark(args.transactions, args.increment, args.database, args.keep)
+    else:
+        figures = run_benchmark(args.transactions, args.increment, args.database, args.keep)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
