@@ -48,6 +48,9 @@ def spark_conf(
         ),
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.python.worker.reuse": "true",
+        # the contract's validation is one deep CASE WHEN; Java's regex over its plan string recursed past
+        # the default 1 MB thread stack in the stream thread (StackOverflowError seen in `ecom bench stream`)
+        "spark.driver.extraJavaOptions": "-Xss32m",
         "spark.ui.showConsoleProgress": "false",
         "spark.local.dir": str(s.state_dir / "spark-tmp"),
         "spark.sql.warehouse.dir": str(s.state_dir / "spark-warehouse"),

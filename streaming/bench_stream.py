@@ -197,16 +197,16 @@ def bench(args: argparse.Namespace) -> int:
 
     from ecom.spark import get_spark
 
+    if args.runs < 1 or args.rate <= 0 or args.seconds <= 0:
+        from ecom.errors import EcomError
+
+        raise EcomError("--runs, --rate and --seconds must be > 0")
     logging.basicConfig(level=logging.WARNING)
     if args.verbose:
         logging.getLogger("ecom").setLevel(logging.INFO)
     s = get_settings()
     spark = get_spark("ecom-bench-stream")
     runs = []
-    if args.runs < 1 or args.rate <= 0 or args.seconds <= 0:
-        from ecom.errors import EcomError
-
-        raise EcomError("--runs, --rate and --seconds must be > 0")
     for i in range(args.runs):
         r = run_once(
             spark,
