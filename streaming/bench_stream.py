@@ -328,7 +328,7 @@ def realtime_probe(spark, settings: Settings, rate: float, seconds: float) -> di
         topic_out,
         bootstrap_servers=settings.kafka.bootstrap_servers,
         auto_offset_reset="earliest",
-        consumer_timeout_ms=15000,
+        consumer_timeout_ms=60000,
     )
     lat = []
     for rec in consumer:

@@ -220,7 +220,10 @@ class SpeedBatchWriter:
                 zip(*_columns(good, SPEED_COLUMNS), [batch_id] * good.num_rows, strict=True),
             ),
             TableWrite(
-                "speed.fraud_alerts", ALERT_COLUMNS, zip(*_columns(alerts, ALERT_COLUMNS), strict=True)
+                "speed.fraud_alerts",
+                ALERT_COLUMNS,
+                zip(*_columns(alerts, ALERT_COLUMNS), strict=True),
+                counts_as_written=False,  # alerts are a view of scored rows, not rows of their own
             ),
             TableWrite(
                 "quarantine.events",
