@@ -29,8 +29,31 @@ def stack(settings: Settings):
         stack_mod.down(settings, progress=lambda msg: print(f"[stack] {msg}"))
 
 
+# rooms in pipeline order: a fresh stack then fills the way the platform does (events before the speed
+# layer, the batch layer before what reads its marts), and the fault-injection suites run last
+ROOM_ORDER = [
+    "stack",
+    "events",
+    "speed",
+    "batch",
+    "ml",
+    "analytics",
+    "quality",
+    "metabase",
+    "security",
+    "reliability",
+]
+
+
+def _room_rank(item) -> int:
+    parts = item.nodeid.split("/")
+    room = parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+    return ROOM_ORDER.index(room) if room in ROOM_ORDER else len(ROOM_ORDER)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Every test marked `stack` gets the shared stack, even if it does not ask for the fixture by name."""
+    """Order tests by room (stable within a room); every `stack` test gets the shared stack."""
+    items.sort(key=_room_rank)
     for item in items:
         if item.get_closest_marker("stack") and "stack" not in item.fixturenames:
             item.fixturenames.append("stack")
