@@ -109,8 +109,8 @@ def master_rows(ids: list[str], settings: Settings | None = None) -> tuple[int, 
 def batch_accounting(query_name: str, ids: list[str], settings: Settings | None = None) -> dict[str, int]:
     """What the committed batches of one query say they wrote, beside what is in the tables for these ids.
 
-    speed.batch_commits.rows_written counts scored rows + alert rows (every table that counts as written);
-    ops.stream_batches.rows_written counts scored rows only.
+    Both speed.batch_commits.rows_written and ops.stream_batches.rows_written count scored rows (alert rows
+    are a view of scored rows and are not counted); the alerts of these ids are returned for the record.
     """
     with connect(settings) as conn:
         markers = conn.execute(
