@@ -22,9 +22,12 @@ is bit-identical to the batch walk.
 from __future__ import annotations
 
 import bisect
+import gc
 import json
 import math
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -466,6 +469,19 @@ def chargeback_context(tx: pd.DataFrame, chargebacks: pd.DataFrame | None) -> pd
     return out
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """The walk allocates millions of small, acyclic objects (window entries, per-key states): the cyclic
+    collector only rescans them (20 % of the CPU at 100k rows, more as the state grows). Off for the walk."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def history_context(
     tx: pd.DataFrame, chargebacks: pd.DataFrame | None = None, state: HistoryState | None = None
 ) -> tuple[pd.DataFrame, HistoryState]:
@@ -479,8 +495,11 @@ def history_context(
     state = HistoryState() if state is None else state
     if len(tx) == 0:
         return tx.assign(**{c: pd.Series(dtype=float) for c in CONTEXT_COLUMNS}), state
-    cust, state.customers = customer_context(tx, state.customers)
-    term, state.terminals = terminal_context(tx, state.terminals, cust["cust_home_distance_km"].to_numpy())
+    with _no_cyclic_gc():
+        cust, state.customers = customer_context(tx, state.customers)
+        term, state.terminals = terminal_context(
+            tx, state.terminals, cust["cust_home_distance_km"].to_numpy()
+        )
     cb = chargeback_context(tx, chargebacks)
     enriched = pd.concat([tx, cust, term, cb], axis=1)
     return enriched, state
