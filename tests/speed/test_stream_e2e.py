@@ -63,8 +63,14 @@ def test_exactly_once_into_speed_and_master_with_quarantine(stack, spark, test_m
     events = make_events(300, seed=3)
     # the last event is a blatant outlier for its customer: huge amount, new device, another continent
     events[-1] = {
-        **events[-1], "customer_id": events[0]["customer_id"], "amount": 90000.0, "device_id": "never-seen",
-        "ip_country": "BR", "ip_city": "Sao Paulo", "ip_lat": -23.55, "ip_lon": -46.63,
+        **events[-1],
+        "customer_id": events[0]["customer_id"],
+        "amount": 90000.0,
+        "device_id": "never-seen",
+        "ip_country": "BR",
+        "ip_city": "Sao Paulo",
+        "ip_lat": -23.55,
+        "ip_lon": -46.63,
         "line_items": [{"product_id": "P999", "quantity": 40, "unit_price": 2250.0}],
     }
     ids = [e["transaction_id"] for e in events]
