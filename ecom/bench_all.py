@@ -141,7 +141,7 @@ def headline(name: str, result: dict[str, Any] | None) -> str:
             parts.append(f"{key}={_fmt(value)}")
         elif isinstance(value, dict):
             inner = [
-                f"{k}={v:,.4g}"
+                f"{k}={_fmt(v)}"
                 for k, v in value.items()
                 if isinstance(v, int | float) and not isinstance(v, bool)
             ]
