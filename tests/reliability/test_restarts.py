@@ -52,8 +52,8 @@ def test_kafka_broker_stopped_and_restarted_mid_stream_resumes_and_catches_up(
         cfg, query = _query(spark, s, model_name, topic, tmp_path, "kafka")
         try:
             assert wait_for(lambda: speed_rows(ids)[0] > 0, timeout=FIRST_BATCH_S), query.lastProgress
-            broker.stop()
             down_at = time.monotonic()
+            broker.stop()
             time.sleep(10)  # several triggers against a dead broker
             assert query.isActive, f"the query died while the broker was down: {query.exception()}"
             broker.start()
@@ -117,8 +117,8 @@ def test_postgres_restarted_mid_stream_the_sink_retries_and_loses_nothing(
         )
         try:
             assert committed.wait(FIRST_BATCH_S), query.lastProgress
-            pg.stop()  # pg_ctl stop -m fast: every connection is cut, the next commit finds no server
             down_at = time.monotonic()
+            pg.stop()  # pg_ctl stop -m fast: every connection is cut, the next commit finds no server
             # stay down until the sink has actually met the outage (its next commit failed and is retrying)
             assert retries.seen.wait(120), (
                 f"no commit attempted while Postgres was down: {query.lastProgress}"
