@@ -104,7 +104,7 @@ def test_ten_thousand_fuzzed_malformed_events_are_all_quarantined_and_the_stream
     } <= set(reasons)
 
 
-SOAK_SECONDS = int(os.environ.get("ECOM_SOAK_SECONDS", "75"))
+SOAK_SECONDS = int(os.environ.get("ECOM_SOAK_SECONDS", "60"))
 SOAK_RATE = int(os.environ.get("ECOM_SOAK_RATE", "1000"))
 
 
