@@ -241,6 +241,16 @@ def _json_default(o: object) -> object:
 # Postgres
 
 
+def _relation_sql(conn, qualified: str) -> str:
+    """A (schema.)table name from configuration as quoted identifiers: never spliced into SQL as text."""
+    from psycopg import sql as pgsql
+
+    parts = qualified.split(".")
+    if not 1 <= len(parts) <= 2 or not all(parts):
+        raise EcomError(f"not a table name: {qualified!r}; give it as schema.table")
+    return pgsql.Identifier(*parts).as_string(conn)
+
+
 def _relation_exists(conn, qualified: str) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()[0]
 
@@ -290,7 +300,7 @@ def read_lines_from_db(
     lines_table: any relation with the canonical columns instead (tests point the assets at their own data).
     """
     if lines_table:
-        df, src = _copy_df(conn, f"SELECT * FROM {lines_table}"), lines_table
+        df, src = _copy_df(conn, f"SELECT * FROM {_relation_sql(conn, lines_table)}"), lines_table
     elif source == "marts" or (source == "auto" and _relation_exists(conn, "marts.fct_order_lines")):
         df, src = _copy_df(conn, MARTS_LINES_SQL), "marts.fct_order_lines"
     else:
@@ -318,7 +328,7 @@ def read_products_from_db(conn, products_table: str | None = None) -> pd.DataFra
     )
     if table is None:
         return None
-    df = _query_df(conn, f"SELECT * FROM {table}")
+    df = _query_df(conn, f"SELECT * FROM {_relation_sql(conn, table)}")
     if "product_id" not in df.columns:
         return None
     df["product_id"] = df["product_id"].astype(str)
@@ -338,7 +348,7 @@ def read_customer_ids_from_db(conn, customers_table: str | None = None, auto: bo
         )
     if table is None:
         return None
-    rows = conn.execute(f"SELECT DISTINCT customer_id::text FROM {table}").fetchall()
+    rows = conn.execute(f"SELECT DISTINCT customer_id::text FROM {_relation_sql(conn, table)}").fetchall()
     return pd.Index(sorted(r[0] for r in rows), dtype=object)
 
 

@@ -292,11 +292,6 @@ def test_injection_through_dashboard_filters_via_check_sql_is_inert(stack, canar
 
 
 @pytest.mark.stack
-@pytest.mark.xfail(
-    strict=True,
-    reason="known hole: analytics/io.py read_lines_from_db/read_products_from_db put the Dagster config "
-    "values lines_table/products_table (orchestration/defs/analytics/assets.py) into SQL text unquoted",
-)
 def test_injection_through_the_analytics_table_config_is_inert(stack, canary):
     from analytics import io
 
