@@ -10,8 +10,9 @@ Great Expectations suites read `enum_values()` / `numeric_bounds()`. Change the 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,13 @@ CHARGEBACK_SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({TRANSACTION_SCHEMA_VERSION})
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str = "transaction", version: int = 1) -> dict[str, Any]:
     """The JSON Schema document `<name>.v<version>.json`."""
     return json.loads((CONTRACT_DIR / f"{name}.v{version}.json").read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(name: str, version: int) -> Draft202012Validator:
     return Draft202012Validator(load_schema(name, version))
 
@@ -119,6 +120,19 @@ def _spark_type(spec: dict[str, Any]):  # -> pyspark.sql.types.DataType
     raise ValueError(f"contract type {kind!r} has no Spark mapping")
 
 
+def _string_fields(schema: dict[str, Any]) -> list[str]:
+    """Names of string-typed fields, top level and inside arrays of objects (e.g. line_items.product_id)."""
+    names = []
+    for field_name, spec in schema["properties"].items():
+        if spec.get("type") == "string":
+            names.append(field_name)
+        elif spec.get("type") == "array":
+            for sub, sub_spec in spec.get("items", {}).get("properties", {}).items():
+                if sub_spec.get("type") == "string":
+                    names.append(sub)
+    return names
+
+
 def spark_schema(name: str = "transaction", version: int = 1):  # -> pyspark.sql.types.StructType
     """Spark StructType derived from the JSON Schema (every field nullable: the contract checks decide)."""
     return _spark_type(load_schema(name, version))
@@ -129,7 +143,9 @@ def _item_pred(sub: str, test):
     return lambda x: test(x[sub])
 
 
-def spark_rejection_reason(parsed_col: str = "event", name: str = "transaction", version: int = 1):
+def spark_rejection_reason(
+    parsed_col: str = "event", name: str = "transaction", version: int = 1, raw_text_col: str | None = None
+):
     """A Spark Column: NULL when the parsed struct meets the contract, else the first broken rule.
 
     Built from the same JSON Schema as `validation_errors`, so the stream and the producer agree;
@@ -148,6 +164,13 @@ def spark_rejection_reason(parsed_col: str = "event", name: str = "transaction",
                 "schema_version: unknown version",
             )
         )
+    if raw_text_col is not None:
+        # from_json keeps any JSON value of a string field (object, number, bool, array) as its JSON text;
+        # the JSON Schema says "type": "string", so look at the raw text: the value must open with a quote
+        raw = F.col(raw_text_col)
+        for field_name in _string_fields(schema):
+            pattern = r'"' + re.escape(field_name) + r'"\s*:\s*[^"\s]'
+            checks.append((raw.rlike(pattern), f"{field_name}: not a JSON string"))
     for field_name in schema.get("required", []):
         checks.append((ev[field_name].isNull(), f"{field_name}: missing or wrong type"))
     for field_name, spec in schema["properties"].items():

@@ -184,12 +184,6 @@ def test_soak_at_a_high_rate_records_latency_and_memory_and_loses_nothing(stack,
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known hole: Spark from_json keeps a non-string JSON value (object, number, bool, array) of a "
-    "string field as its JSON text, and the contract's Spark rules do not check the JSON type, so "
-    "streaming/contract spark_rejection_reason accepts what validate_transaction rejects",
-)
 def test_string_fields_holding_another_json_type_are_quarantined(stack, spark, model_name, tmp_path):
     from streaming.contract import validate_transaction
     from streaming.speed.query import StreamConfig, start_speed_query

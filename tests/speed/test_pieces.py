@@ -37,6 +37,12 @@ def test_parse_keeps_valid_events_and_names_what_is_wrong_with_the_others(spark)
         "payload is not valid UTF-8": b"\xc3\x28{}",
         "payload is not a JSON object": b"[1, 2]",
         "empty payload": b"",
+        "customer_id: not a JSON string": json.dumps({**good, "customer_id": {"id": 1}}).encode(),
+        "merchant_id: not a JSON string": json.dumps({**good, "merchant_id": 12345}).encode(),
+        "device_id: not a JSON string": json.dumps({**good, "device_id": True}).encode(),
+        "product_id: not a JSON string": json.dumps(
+            {**good, "line_items": [{**good["line_items"][0], "product_id": 7}]}
+        ).encode(),
     }
     rows = parse_transactions(_kafka_frame(spark, list(cases.values()))).orderBy("kafka_offset").collect()
     assert len(rows) == len(cases)
