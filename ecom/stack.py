@@ -660,6 +660,9 @@ def write_dagster_yaml(settings: Settings) -> Path:
         "  class: DefaultRunLauncher\n"
         "telemetry:\n"
         "  enabled: false\n"
+        # no first-visit "join the community" dialog over the asset graph (screenshots, operators)
+        "nux:\n"
+        "  enabled: false\n"
         "code_servers:\n"
         "  local_startup_timeout: 180\n"
     )

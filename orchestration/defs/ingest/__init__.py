@@ -35,7 +35,7 @@ warnings.filterwarnings("ignore", message=".*multi_observable_source_asset.*", c
 generator_spec = dg.AssetSpec(
     GENERATOR,
     description="The shop simulator (streaming.simulator) or a replay of real histories: produces "
-    "transaction and chargeback events to Kafka (`ecom produce`).",
+    "transaction and chargeback events to Kafka (`ecom generate`).",
     group_name="landing",
     kinds={"python"},
     owners=["team:events"],
