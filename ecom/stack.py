@@ -146,15 +146,21 @@ class Service:
     def check_prerequisites(self) -> None:
         """Raise EcomError naming what is missing."""
 
+    # False for a service that listens on no port of its own (the Dagster daemon)
+    owns_port = True
+
+    def check_port_free(self) -> None:
+        if self.owns_port and port_open(self.host, self.port):
+            raise EcomError(
+                f"{self.name}: port {self.port} on {self.host} is already in use by another process; stop it "
+                f"or move {self.name} to another port in .env (see .env.example) (log: {self.log_file})"
+            )
+
     def start(self) -> None:
         if self.running():
             return
         self.check_prerequisites()
-        if port_open(self.host, self.port):
-            raise EcomError(
-                f"{self.name}: port {self.port} on {self.host} is already in use by another process; stop it "
-                f"or move {self.name} to another port in .env (see .env.example)"
-            )
+        self.check_port_free()
         self.prepare()
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         self.settings.run_dir.mkdir(parents=True, exist_ok=True)
@@ -316,11 +322,7 @@ class Postgres(Service):
         if self.running():
             return
         self.check_prerequisites()
-        if port_open(self.host, self.port):
-            raise EcomError(
-                f"postgres: port {self.port} on {self.host} is already in use by another process; stop it or set "
-                f"ECOM_PG_PORT in .env (log: {self.log_file})"
-            )
+        self.check_port_free()
         self.prepare()
         out = subprocess.run(
             self._as_owner(
@@ -586,9 +588,7 @@ class DagsterWebserver(DagsterProcess):
 
 
 class DagsterDaemon(DagsterProcess):
-    @property
-    def heartbeat_file(self) -> Path:
-        return self.log_file
+    owns_port = False  # shares the webserver's host/port only for its status URL
 
     def healthy(self) -> bool:
         # the daemon has no port: alive, and its instance answers with a recent heartbeat
@@ -598,25 +598,6 @@ class DagsterDaemon(DagsterProcess):
             return daemon_heartbeat_ok(self.settings)
         except Exception:
             return False
-
-    def start(self) -> None:
-        if self.running():
-            return
-        self.prepare()
-        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(  # noqa: S603
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.settings.repo_root,
-                env=self.env(),
-                start_new_session=True,
-                preexec_fn=_restore_default_signals,  # noqa: PLW1509
-            )
-        self.pid_file.write_text(f"{proc.pid}\n")
 
     def command(self) -> list[str]:
         return [
