@@ -17,23 +17,8 @@ import pandas as pd
 from ecom.settings import Settings, get_settings
 from ml.features import INPUT_COLUMNS
 
-TX_COLUMNS = [
-    "transaction_id",
-    "customer_id",
-    "merchant_id",
-    "terminal_id",
-    "event_time",
-    "currency",
-    "amount",
-    "payment_method",
-    "channel",
-    "device_id",
-    "device_type",
-    "ip_country",
-    "ip_lat",
-    "ip_lon",
-    "line_items",
-]
+# the master dataset columns training reads: exactly what the feature code reads
+TX_COLUMNS = INPUT_COLUMNS
 CB_COLUMNS = ["transaction_id", "customer_id", "terminal_id", "reported_at", "fraud_scenario"]
 
 
