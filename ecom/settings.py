@@ -230,7 +230,9 @@ def load_settings(env_file: Path | None = None) -> Settings:
     spark = SparkSettings(
         master=e("SPARK_MASTER", "local[*]"),
         driver_memory=e("ECOM_SPARK_DRIVER_MEMORY", "2g"),
-        shuffle_partitions=int(e("ECOM_SPARK_SHUFFLE_PARTITIONS", "4")),
+        # one partition per local core: every stateful stage of the stream runs one task per partition per
+        # micro-batch, and on 2 cores 4 partitions doubled that fixed cost for no parallelism
+        shuffle_partitions=int(e("ECOM_SPARK_SHUFFLE_PARTITIONS", str(os.cpu_count() or 2))),
         checkpoint_dir=Path(e("ECOM_CHECKPOINT_DIR", str(state_dir / "checkpoints"))).resolve(),
         max_offsets_per_trigger=int(e("ECOM_MAX_OFFSETS_PER_TRIGGER", "200000")),
         trigger_interval=e("ECOM_TRIGGER_INTERVAL", "0 seconds"),

@@ -29,23 +29,58 @@ from ecom.settings import Settings, get_settings
 
 
 def _produce_live(
-    bootstrap_topic: str, rate: float, seconds: float, namespace: str, n_customers: int, out
+    bootstrap_topic: str,
+    rate: float,
+    seconds: float,
+    namespace: str,
+    n_customers: int,
+    out,
+    workload: str = "history",
 ) -> None:
-    """Producer process: simulator live events at `rate`/s for `seconds` (own process: no GIL sharing)."""
+    """Producer process (own process: no GIL sharing): `rate` events/s for `seconds`.
+
+    `history` (default) replays the simulator's history at `rate`: every customer keeps a realistic
+    rhythm (a few purchases a month), so features and the alert rate look like production traffic.
+    `live` stamps events with the wall clock, which at 1,000 events/s over 20,000 customers means a
+    purchase per customer every 20 s: velocity no real customer has, so most events alert (and every
+    alert is explained), which measures the simulator's compression more than the speed layer.
+    """
     from streaming.producer import EventProducer
     from streaming.simulator import ShopSimulator, SimConfig
 
-    sim = ShopSimulator(SimConfig(seed=11, n_customers=n_customers, days=1, namespace=namespace))
+    target = int(rate * seconds)
     sent = 0
     first = None
+    if workload == "live":
+        sim = ShopSimulator(SimConfig(seed=11, n_customers=n_customers, days=1, namespace=namespace))
+        with EventProducer(topic=bootstrap_topic, validate="none") as producer:
+            end = time.time() + seconds
+            for events, _labels in sim.live_chunks(rate):
+                if first is None:
+                    first = time.time()
+                sent += producer.send_events(events)
+                if time.time() >= end:
+                    break
+            producer.flush()
+        out.put({"sent": sent, "first_produce": first, "last_produce": time.time()})
+        return
+    probe = ShopSimulator(SimConfig(seed=11, n_customers=n_customers, days=30, namespace=namespace))
+    per_day = max(1.0, probe.expected_history_events() / 30)
+    days = int(min(3650, max(30, 1.3 * target / per_day + 30)))
+    sim = ShopSimulator(SimConfig(seed=11, n_customers=n_customers, days=days, namespace=namespace))
+    tick = 0.1
+    per_tick = max(1, int(round(rate * tick)))
     with EventProducer(topic=bootstrap_topic, validate="none") as producer:
-        end = time.time() + seconds
-        for events, _labels in sim.live_chunks(rate):
-            if first is None:
-                first = time.time()
-            sent += producer.send_events(events)
-            if time.time() >= end:
-                break
+        next_tick = time.time()
+        for records, _labels in sim.history_chunks(max_events=target, as_json=True):
+            for i in range(0, len(records), per_tick):
+                wait = next_tick - time.time()
+                if wait > 0:
+                    time.sleep(wait)
+                next_tick += tick
+                if first is None:
+                    first = time.time()
+                sent += producer.send_records(records[i : i + per_tick])
         producer.flush()
     out.put({"sent": sent, "first_produce": first, "last_produce": time.time()})
 
@@ -112,6 +147,7 @@ def run_once(
     max_offsets: int | None,
     n_customers: int,
     stall_s: float = 60.0,
+    workload: str = "history",
 ) -> dict[str, Any]:
     from streaming.speed.query import StreamConfig, start_speed_query
     from streaming.speed.scoring import ChampionCache
@@ -136,7 +172,9 @@ def run_once(
         time.sleep(0.2)
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    proc = ctx.Process(target=_produce_live, args=(topic, rate, seconds, namespace, n_customers, out))
+    proc = ctx.Process(
+        target=_produce_live, args=(topic, rate, seconds, namespace, n_customers, out, workload)
+    )
     proc.start()
     produced = out.get(timeout=seconds + 600)
     proc.join()
@@ -217,6 +255,7 @@ def bench(args: argparse.Namespace) -> int:
             args.state_buckets,
             args.max_offsets,
             args.customers,
+            workload=args.workload,
         )
         runs.append(r)
         if not args.json:
@@ -239,6 +278,7 @@ def bench(args: argparse.Namespace) -> int:
             "state_buckets": args.state_buckets,
             "kafka_partitions": s.kafka.partitions,
             "simulated_customers": args.customers,
+            "workload": args.workload,
             "model_versions": sorted({v for r in runs for v in r["model_versions"]}),
         },
         "runs": runs,
@@ -268,6 +308,13 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--state-buckets", type=int, default=8, help="keyed-state hash buckets (0 = per key)")
     p.add_argument("--max-offsets", type=int, help="max Kafka records per micro-batch (default: settings)")
     p.add_argument("--customers", type=int, default=20_000, help="simulated customers (default 20000)")
+    p.add_argument(
+        "--workload",
+        choices=["history", "live"],
+        default="history",
+        help="history: replay simulated history at --rate (realistic per-customer rhythm, default); "
+        "live: wall-clock events (every customer buys every customers/rate seconds)",
+    )
     p.add_argument(
         "--realtime",
         action="store_true",
