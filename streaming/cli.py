@@ -146,8 +146,9 @@ def _generate(args: argparse.Namespace) -> int:
     # remember the resolved window: a later live run rebuilds exactly this population
     save_shop(settings, shop | {"start": sim.start.isoformat()}, args.shop_file)
     outbox = LabelOutbox.default(settings) if args.outbox is None else LabelOutbox(Path(args.outbox))
-    due, _ = outbox.release_due()
-    producer.send_labels(due)
+    with outbox.releasing() as (due, _):
+        producer.send_labels(due)
+        producer.flush()
 
     if history:
         total = args.events or int(sim.expected_history_events() * 1.01)
@@ -190,9 +191,9 @@ def _generate(args: argparse.Namespace) -> int:
         interrupted = True
     finally:
         bar.close()
-    due, pending = outbox.release_due()
-    producer.send_labels(due)
-    producer.flush()
+    with outbox.releasing() as (due, pending):
+        producer.send_labels(due)
+        producer.flush()
     elapsed = time.monotonic() - t0
     producer.close()
     st = producer.stats

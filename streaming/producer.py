@@ -8,11 +8,13 @@ to the dead-letter topic with the raw payload and the reason, never dropped.
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import inspect
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -328,16 +330,31 @@ class LabelOutbox:
                     out.append(orjson.loads(line))
         return out + self._new
 
-    def release_due(self, now: datetime | None = None) -> tuple[list[dict[str, Any]], int]:
-        """(labels due now, sorted by reported_at; how many stay pending on disk)."""
+    @contextmanager
+    def releasing(self, now: datetime | None = None) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        """`with outbox.releasing() as (due, pending):` send `due` inside the block.
+
+        The file is locked (flock) for the whole read-send-rewrite, so two `ecom generate` runs never
+        lose each other's labels, and it is rewritten without the due labels only when the block ends
+        without an error: a failed send leaves them pending for the next run (consumers key labels by
+        transaction id, so a label published twice is harmless; one never published is a lost label).
+        """
         now = now or datetime.now(UTC)
-        due, keep = [], []
-        for label in self.pending():
-            (due if datetime.fromisoformat(label["reported_at"]) <= now else keep).append(label)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in keep))
-        tmp.replace(self.path)
-        self._new = []
-        due.sort(key=lambda x: x["reported_at"])
-        return due, len(keep)
+        with open(self.path.with_suffix(".lock"), "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            due, keep = [], []
+            for label in self.pending():
+                (due if datetime.fromisoformat(label["reported_at"]) <= now else keep).append(label)
+            due.sort(key=lambda x: x["reported_at"])
+            yield due, len(keep)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in keep))
+            tmp.replace(self.path)
+            self._new = []
+
+    def release_due(self, now: datetime | None = None) -> tuple[list[dict[str, Any]], int]:
+        """(labels due now, sorted by reported_at; how many stay pending on disk), removed from the file
+        at once; prefer `releasing()` when the labels are sent afterwards."""
+        with self.releasing(now) as (due, pending):
+            return due, pending

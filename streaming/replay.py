@@ -381,8 +381,9 @@ def replay_file(
                 else:
                     producer.send_labels([label])
         if outbox is not None:
-            due, pending = outbox.release_due()
-            producer.send_labels(due)
+            with outbox.releasing() as (due, pending):
+                producer.send_labels(due)
+                producer.flush()
         producer.flush()
         report = ReplayReport(
             rows=len(df),

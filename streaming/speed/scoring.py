@@ -324,7 +324,18 @@ class ChampionCache:
         now = time.monotonic()
         sc = self.spark.sparkContext
         if force or self._champion_bc is None or now - self._checked_at >= self.poll_interval_s:
-            version = self._poll_version()
+            try:
+                version = self._poll_version()
+            except Exception as exc:
+                if self._champion_bc is None:
+                    raise
+                # the registry (MLflow) is unreachable: the champion we hold is still a champion
+                log.warning(
+                    "champion alias check failed (%s); scoring with v%s until the registry answers",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                    self._version,
+                )
+                version = self._version
             self._checked_at = now
             if version is None:
                 from ecom.errors import EcomError
@@ -345,8 +356,19 @@ class ChampionCache:
                 )
                 self._version, self._threshold = version, float(champion.threshold)
         if force or self._baselines_bc is None or now - self._context_at >= self.context_refresh_s:
-            self._refresh_context()
-            self._context_at = now
+            try:
+                self._refresh_context()
+                self._context_at = now
+            except Exception as exc:
+                if self._baselines_bc is None:
+                    raise  # nothing to score with yet: the first load must succeed
+                # Postgres restarting or a table being rebuilt by dbt: keep scoring with the context we
+                # have and try again at the next batch (never fail the query over a refresh)
+                log.warning(
+                    "batch-layer context refresh failed (%s); keeping the previous baselines/chargebacks "
+                    "and retrying next batch",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
         return Broadcasts(
             self._champion_bc, self._baselines_bc, self._chargebacks_bc, self._version, self._threshold
         )

@@ -176,3 +176,23 @@ def test_cli_bad_input_is_one_line(argv, needle, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert needle in err and len(err.splitlines()) == 1
+
+
+def test_label_outbox_keeps_due_labels_when_sending_them_fails(tmp_path: Path):
+    box = LabelOutbox(tmp_path / "out.jsonl")
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    box.add({"transaction_id": "t1", "reported_at": (now - timedelta(days=1)).isoformat()})
+    box.release_due(now - timedelta(days=2))  # persisted, not due yet
+    with pytest.raises(ConnectionError), LabelOutbox(tmp_path / "out.jsonl").releasing(now) as (due, _):
+        assert [x["transaction_id"] for x in due] == ["t1"]
+        raise ConnectionError("broker down")
+    due, pending = LabelOutbox(tmp_path / "out.jsonl").release_due(now)
+    assert [x["transaction_id"] for x in due] == ["t1"] and pending == 0
+
+
+def test_label_outbox_is_locked_while_labels_are_released(tmp_path: Path):
+    import fcntl
+
+    box = LabelOutbox(tmp_path / "out.jsonl")
+    with box.releasing(), open(tmp_path / "out.lock", "a+b") as other, pytest.raises(BlockingIOError):
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
