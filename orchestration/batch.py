@@ -67,9 +67,12 @@ def summarize(outcome: BatchOutcome) -> list[str]:
 
 
 def run_batch(
-    full_refresh: bool = False, settings: Settings | None = None, log_level: str = "WARNING"
+    full_refresh: bool = False,
+    settings: Settings | None = None,
+    log_level: str = "WARNING",
+    job_name: str = "batch_refresh",
 ) -> BatchOutcome:
-    """Execute the batch_refresh job in-process against the instance at DAGSTER_HOME.
+    """Execute a job (default batch_refresh) in-process against the instance at DAGSTER_HOME.
 
     `log_level` filters Dagster's console log here; the run's full event log is in the instance either way.
     """
@@ -80,15 +83,15 @@ def run_batch(
 
     from orchestration.definitions import defs
 
-    job = defs.resolve_job_def("batch_refresh")
+    job = defs.resolve_job_def(job_name)
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if job.graph.has_node_named("ecom_dbt"):
+        run_config["ops"] = {"ecom_dbt": {"config": {"full_refresh": full_refresh}}}
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance,
-            run_config={
-                "ops": {"ecom_dbt": {"config": {"full_refresh": full_refresh}}},
-                "loggers": {"console": {"config": {"log_level": log_level}}},
-            },
+            run_config=run_config,
             raise_on_error=False,
             tags={"trigger": "ecom batch", "full_refresh": str(full_refresh).lower()},
         )

@@ -21,6 +21,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the Dagster UI exactly like one launched there.",
     )
     batch.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    batch.add_argument(
+        "--job",
+        default="batch_refresh",
+        choices=[
+            "batch_refresh",
+            "refresh_all",
+            "analytics_refresh",
+            "fraud_model_retrain",
+            "quality_checks",
+        ],
+        help="the Dagster job to run (default batch_refresh; refresh_all = every asset but the Metabase "
+        "dashboards: dbt, analytics, model retrain, with all checks)",
+    )
     batch.add_argument("--json", action="store_true", help="print the outcome as JSON")
     batch.add_argument("--verbose", action="store_true", help="show Dagster's debug log of the run")
     batch.set_defaults(func=cmd_batch)
@@ -39,9 +52,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     level = "DEBUG" if args.verbose else "WARNING"
     if args.json:  # dbt's progress lines go to stderr so stdout is only the JSON document
         with contextlib.redirect_stdout(sys.stderr):
-            outcome = run_batch(full_refresh=args.full_refresh, log_level=level)
+            outcome = run_batch(full_refresh=args.full_refresh, log_level=level, job_name=args.job)
     else:
-        outcome = run_batch(full_refresh=args.full_refresh, log_level=level)
+        outcome = run_batch(full_refresh=args.full_refresh, log_level=level, job_name=args.job)
     if args.json:
         print(
             json.dumps(

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,19 @@ def save_shop(settings: Settings, shop: dict[str, Any], override: str | None = N
     path.write_text(json.dumps(shop, default=str, indent=1))
 
 
+def _paced(chunks, rate: float, tick_s: float = 0.2):
+    """Re-chunk (events, labels) to `rate` events/s (the history's tail arriving as if live)."""
+    per_tick = max(1, int(round(rate * tick_s)))
+    next_tick = time.monotonic()
+    for events, labels in chunks:
+        for i in range(0, len(events), per_tick):
+            wait = next_tick - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            next_tick += tick_s
+            yield events[i : i + per_tick], labels[i : i + per_tick]
+
+
 def _generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -98,8 +111,15 @@ def _generate(args: argparse.Namespace) -> int:
     history = args.days is not None
     if history and args.duration is not None:
         raise EcomError("--days (history clock) and --duration (live clock) exclude each other; pick one")
-    if history and args.rate not in (None, 0):
-        raise EcomError("--rate paces the live clock; a history run (--days) always goes as fast as it can")
+    if args.part != "all" and not args.tail_days:
+        raise EcomError(
+            "--part head|tail needs --tail-days N (how many final days of the history are the tail)"
+        )
+    if history and args.rate not in (None, 0) and args.part != "tail":
+        raise EcomError(
+            "--rate paces the live clock, or the tail of a history (--part tail); "
+            "a whole history run (--days) always goes as fast as it can"
+        )
     shop = load_shop(settings, args.shop_file)
     changed = {
         "seed": args.seed,
@@ -152,8 +172,16 @@ def _generate(args: argparse.Namespace) -> int:
 
     if history:
         total = args.events or int(sim.expected_history_events() * 1.01)
-        chunks = sim.history_chunks(max_events=args.events, as_json=True)
+        window = None
         mode = f"history {sim.start:%Y-%m-%d} .. {sim.end:%Y-%m-%d}"
+        if args.part != "all":
+            cut = sim.end - timedelta(days=args.tail_days)
+            window = (None, cut) if args.part == "head" else (cut, None)
+            mode += f", {args.part} ({'before' if args.part == 'head' else 'from'} {cut:%Y-%m-%d %H:%M})"
+        chunks = sim.history_chunks(max_events=args.events, as_json=True, window=window)
+        if args.part == "tail" and args.rate:
+            chunks = _paced(chunks, args.rate)
+            mode += f" at {args.rate:g} events/s"
     else:
         rate = args.rate if args.rate is not None else 2000.0
         total = args.events
@@ -314,6 +342,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["sample", "all", "none"],
         default="sample",
         help="contract check at the edge: every event, 1 in ~1000 (default), or none",
+    )
+    g.add_argument(
+        "--tail-days",
+        type=_positive_float,
+        help="history clock: the last N days of the history are its tail (see --part)",
+    )
+    g.add_argument(
+        "--part",
+        choices=["all", "head", "tail"],
+        default="all",
+        help="history clock: send all of it, only the head (before the tail) or only the tail; with --rate "
+        "the tail is paced, arriving as if live with each customer's real rhythm (make demo does this)",
     )
     g.add_argument("--no-reference", action="store_true", help="do not upsert reference data into Postgres")
     g.add_argument("--shop-file", help="where the shop of the last run is remembered (default: state folder)")

@@ -230,12 +230,21 @@ class ShopSimulator:
             yield from zip(events, labels, strict=True)
 
     def history_chunks(
-        self, max_events: int | None = None, as_json: bool = False
+        self,
+        max_events: int | None = None,
+        as_json: bool = False,
+        window: tuple[datetime | None, datetime | None] | None = None,
     ) -> Iterator[tuple[list[Any], list[dict[str, Any] | None]]]:
         """The history as chunks (one simulated day each) of (events, labels) lists, in time order.
 
         With `as_json` each event is (customer_id key bytes, contract JSON bytes): the producer's fast path.
+        `window` = (from, until) keeps only events with from <= event time < until, out of the same
+        simulated history (same ids): a history sent in parts is the history sent at once.
         """
+        lo_ms = hi_ms = None
+        if window is not None:
+            lo_ms = None if window[0] is None else int(window[0].timestamp() * 1000)
+            hi_ms = None if window[1] is None else int(window[1].timestamp() * 1000)
         rng = np.random.default_rng(self._history_seed)
         self._seq = 0
         self._last_tids: list[str] = []
@@ -266,7 +275,17 @@ class ShopSimulator:
                         self.ground_truth.pop(tid, None)
                     events, labels = events[:keep], labels[:keep]
                 emitted += len(events)
-                yield events, labels
+                if lo_ms is not None or hi_ms is not None:
+                    t = ready.t[: len(events)]
+                    inside = np.ones(len(events), dtype=bool)
+                    if lo_ms is not None:
+                        inside &= t >= lo_ms
+                    if hi_ms is not None:
+                        inside &= t < hi_ms
+                    idx = np.flatnonzero(inside)
+                    events, labels = [events[i] for i in idx], [labels[i] for i in idx]
+                if events:
+                    yield events, labels
             if (max_events is not None and emitted >= max_events) or horizon >= self.end_ms:
                 return
             d += 1

@@ -249,3 +249,16 @@ def test_every_key_is_unique_and_not_null_and_every_fk_has_relationships(manifes
 def test_schemas_are_exactly_the_layer_names(manifest: dict) -> None:
     schemas = {n["schema"] for n in manifest["nodes"].values() if n["resource_type"] in ("model", "snapshot")}
     assert schemas == {"staging", "intermediate", "marts", "serving", "snapshots"}
+
+
+def test_refresh_all_job_covers_every_domain_but_the_dashboards(defs: dg.Definitions) -> None:
+    keys = defs.resolve_job_def("refresh_all").asset_layer.executable_asset_keys
+    for expected in [
+        key("marts", "fct_transactions"),
+        key("serving", "transactions"),
+        key("analytics", "rfm_customers"),
+        key("analytics", "recs_personalized"),
+        key("ml", "fraud_champion"),
+    ]:
+        assert expected in keys, f"refresh_all misses {expected.to_user_string()}"
+    assert key("metabase", "dashboards") not in keys

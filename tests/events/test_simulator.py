@@ -286,3 +286,15 @@ def test_movers_shop_from_their_new_home_and_the_crm_view_follows(run, frame):
     )
     assert changed == moved_between
     assert len(late) > len(early)  # customers who signed up during the window
+
+
+def test_a_history_sent_as_head_and_tail_is_the_history_sent_at_once():
+    cfg = dict(seed=5, n_customers=800, n_products=120, n_merchants=20, days=30, start=START)
+    whole = [e for events, _ in ShopSimulator(SimConfig(**cfg)).history_chunks() for e in events]
+    cut = START + timedelta(days=23, hours=5)
+    head = [e for ev, _ in ShopSimulator(SimConfig(**cfg)).history_chunks(window=(None, cut)) for e in ev]
+    tail = [e for ev, _ in ShopSimulator(SimConfig(**cfg)).history_chunks(window=(cut, None)) for e in ev]
+    assert head and tail
+    assert head + tail == whole
+    assert max(pd.Timestamp(e["event_time"]) for e in head) < pd.Timestamp(cut)
+    assert min(pd.Timestamp(e["event_time"]) for e in tail) >= pd.Timestamp(cut)
