@@ -67,8 +67,11 @@ def copy_insert(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
     conflict: str = "(transaction_id)",
+    where: str | None = None,
 ) -> int:
     """COPY rows into a temporary copy of `table`'s columns, then insert the new ones; returns rows inserted.
+
+    `where` (a fixed SQL condition over the copied rows, alias `t`; never user input) keeps only some of them.
 
     Runs inside the caller's transaction (the temp table is dropped at commit), so it composes with the
     batch marker of the speed-layer sink.
@@ -80,7 +83,11 @@ def copy_insert(
     with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
-    cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} ON CONFLICT {conflict} DO NOTHING")
+    cur.execute(
+        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} t"
+        + (f" WHERE {where}" if where else "")
+        + f" ON CONFLICT {conflict} DO NOTHING"
+    )
     return cur.rowcount
 
 

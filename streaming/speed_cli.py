@@ -29,10 +29,16 @@ def _positive(value: str) -> int:
 
 
 def _run(query, label: str) -> int:
-    # SIGTERM (Dagster, a supervisor) stops the query cleanly at a batch boundary
-    signal.signal(signal.SIGTERM, lambda *_: query.stop())
+    # SIGTERM (Dagster, a supervisor) stops the query cleanly at a batch boundary. The handler only sets a
+    # flag: calling query.stop() from it re-entered the py4j call the main thread was blocked in
+    # ("RuntimeError: reentrant call" in the log), so the loop below stops the query between short waits.
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     try:
-        query.awaitTermination()
+        while query.isActive and not stop:
+            query.awaitTermination(1)
+        if stop:
+            query.stop()
     except KeyboardInterrupt:
         query.stop()
     except Exception:  # a failed query raises here (StreamingQueryException): reported below in one line

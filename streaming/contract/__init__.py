@@ -86,7 +86,9 @@ def enum_values(name: str = "transaction", version: int = 1) -> dict[str, list[s
     return {k: list(v["enum"]) for k, v in props.items() if "enum" in v}
 
 
-def numeric_bounds(name: str = "transaction", version: int = 1) -> dict[str, tuple[float | None, float | None]]:
+def numeric_bounds(
+    name: str = "transaction", version: int = 1
+) -> dict[str, tuple[float | None, float | None]]:
     """(lower, upper) bounds of numeric top-level fields; exclusive minimums are reported as the bound."""
     out: dict[str, tuple[float | None, float | None]] = {}
     for k, v in load_schema(name, version)["properties"].items():
@@ -178,39 +180,71 @@ def spark_rejection_reason(
         if "enum" in spec:
             checks.append((~col.isin(*spec["enum"]), f"{field_name}: not one of {spec['enum']}"))
         if "exclusiveMinimum" in spec:
-            checks.append((col <= F.lit(spec["exclusiveMinimum"]), f"{field_name}: must be > {spec['exclusiveMinimum']}"))
+            checks.append(
+                (
+                    col <= F.lit(spec["exclusiveMinimum"]),
+                    f"{field_name}: must be > {spec['exclusiveMinimum']}",
+                )
+            )
         if "minimum" in spec:
             checks.append((col < F.lit(spec["minimum"]), f"{field_name}: must be >= {spec['minimum']}"))
         if "maximum" in spec:
             checks.append((col > F.lit(spec["maximum"]), f"{field_name}: must be <= {spec['maximum']}"))
         if "maxLength" in spec:
-            checks.append((F.length(col) > F.lit(spec["maxLength"]), f"{field_name}: longer than {spec['maxLength']}"))
+            checks.append(
+                (F.length(col) > F.lit(spec["maxLength"]), f"{field_name}: longer than {spec['maxLength']}")
+            )
         if "minLength" in spec:
-            checks.append((F.length(col) < F.lit(spec["minLength"]), f"{field_name}: shorter than {spec['minLength']}"))
+            checks.append(
+                (F.length(col) < F.lit(spec["minLength"]), f"{field_name}: shorter than {spec['minLength']}")
+            )
         if "pattern" in spec:
             checks.append((~col.rlike(spec["pattern"]), f"{field_name}: does not match {spec['pattern']}"))
         if spec.get("format") == "date-time":
-            checks.append(
-                (F.try_to_timestamp(col).isNull(), f"{field_name}: not an ISO 8601 date-time")
-            )
+            checks.append((F.try_to_timestamp(col).isNull(), f"{field_name}: not an ISO 8601 date-time"))
         if spec.get("type") == "array":
             if "minItems" in spec:
-                checks.append((F.size(col) < F.lit(spec["minItems"]), f"{field_name}: fewer than {spec['minItems']} items"))
+                checks.append(
+                    (
+                        F.size(col) < F.lit(spec["minItems"]),
+                        f"{field_name}: fewer than {spec['minItems']} items",
+                    )
+                )
             if "maxItems" in spec:
-                checks.append((F.size(col) > F.lit(spec["maxItems"]), f"{field_name}: more than {spec['maxItems']} items"))
+                checks.append(
+                    (
+                        F.size(col) > F.lit(spec["maxItems"]),
+                        f"{field_name}: more than {spec['maxItems']} items",
+                    )
+                )
             item = spec.get("items", {})
             for sub, sub_spec in item.get("properties", {}).items():
                 bad = F.exists(col, _item_pred(sub, lambda v: v.isNull()))
                 checks.append((bad, f"{field_name}.{sub}: missing or wrong type"))
                 if "exclusiveMinimum" in sub_spec:
                     lim = sub_spec["exclusiveMinimum"]
-                    checks.append((F.exists(col, _item_pred(sub, lambda v, m=lim: v <= m)), f"{field_name}.{sub}: must be > {lim}"))
+                    checks.append(
+                        (
+                            F.exists(col, _item_pred(sub, lambda v, m=lim: v <= m)),
+                            f"{field_name}.{sub}: must be > {lim}",
+                        )
+                    )
                 if "minimum" in sub_spec:
                     lim = sub_spec["minimum"]
-                    checks.append((F.exists(col, _item_pred(sub, lambda v, m=lim: v < m)), f"{field_name}.{sub}: must be >= {lim}"))
+                    checks.append(
+                        (
+                            F.exists(col, _item_pred(sub, lambda v, m=lim: v < m)),
+                            f"{field_name}.{sub}: must be >= {lim}",
+                        )
+                    )
                 if "maximum" in sub_spec:
                     lim = sub_spec["maximum"]
-                    checks.append((F.exists(col, _item_pred(sub, lambda v, m=lim: v > m)), f"{field_name}.{sub}: must be <= {lim}"))
+                    checks.append(
+                        (
+                            F.exists(col, _item_pred(sub, lambda v, m=lim: v > m)),
+                            f"{field_name}.{sub}: must be <= {lim}",
+                        )
+                    )
     reason = F.lit(None).cast("string")
     for cond, text in reversed(checks):
         reason = F.when(F.coalesce(cond, F.lit(False)), F.lit(text)).otherwise(reason)

@@ -49,6 +49,12 @@ ALERT_COLUMNS = [
 ]
 
 
+ALERT_OF_STORED_ROW = (
+    "EXISTS (SELECT 1 FROM speed.scored_transactions s "
+    "WHERE s.transaction_id = t.transaction_id AND s.is_alert AND s.model_version = t.model_version)"
+)
+
+
 @dataclass
 class StreamConfig:
     """One speed-layer query's parameters (defaults from settings)."""
@@ -224,6 +230,9 @@ class SpeedBatchWriter:
                 ALERT_COLUMNS,
                 zip(*_columns(alerts, ALERT_COLUMNS), strict=True),
                 counts_as_written=False,  # alerts are a view of scored rows, not rows of their own
+                # an event delivered twice upstream is scored twice but stored once (the first score);
+                # its alert follows the stored row, never the second score
+                where=ALERT_OF_STORED_ROW,
             ),
             TableWrite(
                 "quarantine.events",

@@ -61,6 +61,7 @@ class TableWrite:
     rows: Iterable[Sequence[Any]]
     conflict: str = "(transaction_id)"
     counts_as_written: bool = True  # quarantined rows are reported apart
+    where: str | None = None  # fixed SQL filter over the copied rows (alias t), see copy_insert
 
 
 @dataclass
@@ -157,7 +158,7 @@ class PostgresBatchSink:
                         return BatchResult(batch_id, replayed=True)
                     for w, rows in materialised:
                         written[w.table] = (
-                            copy_insert(cur, w.table, w.columns, rows, w.conflict) if rows else 0
+                            copy_insert(cur, w.table, w.columns, rows, w.conflict, w.where) if rows else 0
                         )
                     n_written = sum(
                         n

@@ -73,7 +73,10 @@ def parse_events(df: DataFrame, name: str = "transaction") -> DataFrame:
     return (
         df.withColumn("_payload_text", F.when(F.is_valid_utf8(text), text))
         .withColumn("event", F.from_json(F.col("_payload_text"), spark_schema(name)))
-        .withColumn("reject_reason", F.coalesce(reason, spark_rejection_reason("event", name, raw_text_col="_payload_text")))
+        .withColumn(
+            "reject_reason",
+            F.coalesce(reason, spark_rejection_reason("event", name, raw_text_col="_payload_text")),
+        )
         .drop("_payload_text")
     )
 
