@@ -358,15 +358,7 @@ def realtime_probe(spark, settings: Settings, rate: float, seconds: float) -> di
         ).alias("value"),
     )
     try:
-        query = (
-            out.writeStream.format("kafka")
-            .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
-            .option("topic", topic_out)
-            .option("checkpointLocation", str(work / "rt"))
-            .outputMode("update")
-            .trigger(realTime="30 seconds")
-            .start()
-        )
+        query = _start_realtime_to_kafka(out, settings, topic_out, work / "rt")
     except Exception as exc:  # report what real-time mode says instead of failing the benchmark
         return {
             "supported": False,
@@ -432,15 +424,7 @@ def _realtime_scoring_check(spark, settings: Settings) -> dict[str, Any]:
         F.col("transaction_id").alias("key"), F.to_json(F.struct("transaction_id", "amount")).alias("value")
     )
     try:
-        query = (
-            out.writeStream.format("kafka")
-            .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
-            .option("topic", topic_out)
-            .option("checkpointLocation", str(work / "rt"))
-            .outputMode("update")
-            .trigger(realTime="30 seconds")
-            .start()
-        )
+        query = _start_realtime_to_kafka(out, settings, topic_out, work / "rt")
     except Exception as exc:
         return {"runs": False, "error": str(exc).splitlines()[0][:300]}
     deadline = time.time() + 20
@@ -451,3 +435,16 @@ def _realtime_scoring_check(spark, settings: Settings) -> dict[str, Any]:
     if error is not None:
         return {"runs": False, "error": str(error).splitlines()[0][:300]}
     return {"runs": True, "error": None}
+
+
+def _start_realtime_to_kafka(out, settings: Settings, topic: str, checkpoint: Path):
+    """Start `out` (key, value) into a Kafka topic with Spark's real-time trigger."""
+    return (
+        out.writeStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+        .option("topic", topic)
+        .option("checkpointLocation", str(checkpoint))
+        .outputMode("update")
+        .trigger(realTime="30 seconds")
+        .start()
+    )
