@@ -45,7 +45,7 @@ def _produce_live(
     purchase per customer every 20 s: velocity no real customer has, so most events alert (and every
     alert is explained), which measures the simulator's compression more than the speed layer.
     """
-    from streaming.producer import EventProducer
+    from streaming.producer import EventProducer, paced
     from streaming.simulator import ShopSimulator, SimConfig
 
     target = int(rate * seconds)
@@ -68,19 +68,11 @@ def _produce_live(
     per_day = max(1.0, probe.expected_history_events() / 30)
     days = int(min(3650, max(30, 1.3 * target / per_day + 30)))
     sim = ShopSimulator(SimConfig(seed=11, n_customers=n_customers, days=days, namespace=namespace))
-    tick = 0.1
-    per_tick = max(1, int(round(rate * tick)))
     with EventProducer(topic=bootstrap_topic, validate="none") as producer:
-        next_tick = time.time()
-        for records, _labels in sim.history_chunks(max_events=target, as_json=True):
-            for i in range(0, len(records), per_tick):
-                wait = next_tick - time.time()
-                if wait > 0:
-                    time.sleep(wait)
-                next_tick += tick
-                if first is None:
-                    first = time.time()
-                sent += producer.send_records(records[i : i + per_tick])
+        for records, _labels in paced(sim.history_chunks(max_events=target, as_json=True), rate, tick_s=0.1):
+            if first is None:
+                first = time.time()
+            sent += producer.send_records(records)
         producer.flush()
     out.put({"sent": sent, "first_produce": first, "last_produce": time.time()})
 

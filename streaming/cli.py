@@ -87,23 +87,10 @@ def save_shop(settings: Settings, shop: dict[str, Any], override: str | None = N
     path.write_text(json.dumps(shop, default=str, indent=1))
 
 
-def _paced(chunks, rate: float, tick_s: float = 0.2):
-    """Re-chunk (events, labels) to `rate` events/s (the history's tail arriving as if live)."""
-    per_tick = max(1, int(round(rate * tick_s)))
-    next_tick = time.monotonic()
-    for events, labels in chunks:
-        for i in range(0, len(events), per_tick):
-            wait = next_tick - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            next_tick += tick_s
-            yield events[i : i + per_tick], labels[i : i + per_tick]
-
-
 def _generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from streaming.producer import EventProducer, LabelOutbox, quiet_gc
+    from streaming.producer import EventProducer, LabelOutbox, paced, quiet_gc
     from streaming.simulator import ShopSimulator, SimConfig
     from streaming.simulator.reference import write_reference
 
@@ -111,6 +98,10 @@ def _generate(args: argparse.Namespace) -> int:
     history = args.days is not None
     if history and args.duration is not None:
         raise EcomError("--days (history clock) and --duration (live clock) exclude each other; pick one")
+    if (args.part != "all" or args.tail_days) and not history:
+        raise EcomError("--part and --tail-days split a history: add --days")
+    if args.tail_days and args.part == "all":
+        raise EcomError("--tail-days N needs --part head or --part tail (which side of the cut to send)")
     if args.part != "all" and not args.tail_days:
         raise EcomError(
             "--part head|tail needs --tail-days N (how many final days of the history are the tail)"
@@ -180,15 +171,15 @@ def _generate(args: argparse.Namespace) -> int:
             mode += f", {args.part} ({'before' if args.part == 'head' else 'from'} {cut:%Y-%m-%d %H:%M})"
         chunks = sim.history_chunks(max_events=args.events, as_json=True, window=window)
         if args.part == "tail" and args.rate:
-            chunks = _paced(chunks, args.rate)
+            chunks = paced(chunks, args.rate)
             mode += f" at {args.rate:g} events/s"
     else:
         rate = args.rate if args.rate is not None else 2000.0
         total = args.events
         if rate > 0 and args.duration is not None:
             # paced: the run is exactly rate x duration events (the clock check below is the backstop)
-            paced = max(1, int(rate * args.duration))
-            total = min(total, paced) if total else paced
+            n_paced = max(1, int(rate * args.duration))
+            total = min(total, n_paced) if total else n_paced
         per_hour = rate * 3600 / max(1, int(shop["n_customers"]))
         if per_hour > 1 and not args.quiet:
             # one rate knob cannot keep per-customer behaviour realistic: say so (docs/events.md, Limits)

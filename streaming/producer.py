@@ -12,6 +12,7 @@ import fcntl
 import gc
 import inspect
 import re
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -293,6 +294,21 @@ class _FastAppend:
         if params[:5] != ["tp", "timestamp_ms", "key", "value", "headers"]:
             return None
         return cls(acc.append, sender.wakeup)
+
+
+def paced(
+    chunks: Iterable[tuple[list, list]], rate: float, tick_s: float = 0.2
+) -> Iterator[tuple[list, list]]:
+    """Re-chunk (events, labels) pairs so they come out at `rate` events/s (slices every `tick_s`)."""
+    per_tick = max(1, int(round(rate * tick_s)))
+    next_tick = time.monotonic()
+    for events, labels in chunks:
+        for i in range(0, len(events), per_tick):
+            wait = next_tick - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            next_tick += tick_s
+            yield events[i : i + per_tick], labels[i : i + per_tick]
 
 
 def quiet_gc() -> None:
