@@ -140,6 +140,19 @@ def spark_schema(name: str = "transaction", version: int = 1):  # -> pyspark.sql
     return _spark_type(load_schema(name, version))
 
 
+def _any_item_pred(preds: list):
+    """One lambda for F.exists: an item breaks at least one of `preds` (a NULL test counts as not broken)."""
+    from pyspark.sql import functions as F
+
+    def any_bad(x):
+        out = F.coalesce(preds[0](x), F.lit(False))
+        for p in preds[1:]:
+            out = out | F.coalesce(p(x), F.lit(False))
+        return out
+
+    return any_bad
+
+
 def _item_pred(sub: str, test):
     """A one-argument lambda for F.exists (PySpark counts default arguments as lambda parameters)."""
     return lambda x: test(x[sub])
@@ -170,9 +183,14 @@ def spark_rejection_reason(
         # from_json keeps any JSON value of a string field (object, number, bool, array) as its JSON text;
         # the JSON Schema says "type": "string", so look at the raw text: the value must open with a quote
         raw = F.col(raw_text_col)
-        for field_name in _string_fields(schema):
-            pattern = r'"' + re.escape(field_name) + r'"\s*:\s*[^"\s]'
-            checks.append((raw.rlike(pattern), f"{field_name}: not a JSON string"))
+        names = _string_fields(schema)
+        per_field = [
+            (raw.rlike(r'"' + re.escape(n) + r'"\s*:\s*[^"\s]'), f"{n}: not a JSON string") for n in names
+        ]
+        # one scan of the payload for every field (a valid event never matches); only a payload that
+        # matches pays for finding which field it was
+        anyone = r'"(?:' + "|".join(re.escape(n) for n in names) + r')"\s*:\s*[^"\s]'
+        checks.append((raw.rlike(anyone), _first_reason(per_field)))
     for field_name in schema.get("required", []):
         checks.append((ev[field_name].isNull(), f"{field_name}: missing or wrong type"))
     for field_name, spec in schema["properties"].items():
@@ -218,34 +236,43 @@ def spark_rejection_reason(
                     )
                 )
             item = spec.get("items", {})
+            # (item predicate, reason) in check order; each becomes one `exists` over the array
+            item_checks: list[tuple[Any, str]] = []
             for sub, sub_spec in item.get("properties", {}).items():
-                bad = F.exists(col, _item_pred(sub, lambda v: v.isNull()))
-                checks.append((bad, f"{field_name}.{sub}: missing or wrong type"))
+                item_checks.append(
+                    (_item_pred(sub, lambda v: v.isNull()), f"{field_name}.{sub}: missing or wrong type")
+                )
                 if "exclusiveMinimum" in sub_spec:
                     lim = sub_spec["exclusiveMinimum"]
-                    checks.append(
-                        (
-                            F.exists(col, _item_pred(sub, lambda v, m=lim: v <= m)),
-                            f"{field_name}.{sub}: must be > {lim}",
-                        )
+                    item_checks.append(
+                        (_item_pred(sub, lambda v, m=lim: v <= m), f"{field_name}.{sub}: must be > {lim}")
                     )
                 if "minimum" in sub_spec:
                     lim = sub_spec["minimum"]
-                    checks.append(
-                        (
-                            F.exists(col, _item_pred(sub, lambda v, m=lim: v < m)),
-                            f"{field_name}.{sub}: must be >= {lim}",
-                        )
+                    item_checks.append(
+                        (_item_pred(sub, lambda v, m=lim: v < m), f"{field_name}.{sub}: must be >= {lim}")
                     )
                 if "maximum" in sub_spec:
                     lim = sub_spec["maximum"]
-                    checks.append(
-                        (
-                            F.exists(col, _item_pred(sub, lambda v, m=lim: v > m)),
-                            f"{field_name}.{sub}: must be <= {lim}",
-                        )
+                    item_checks.append(
+                        (_item_pred(sub, lambda v, m=lim: v > m), f"{field_name}.{sub}: must be <= {lim}")
                     )
+            if item_checks:
+                # one pass over the items for a valid event (any item breaking any rule); only a broken
+                # array pays for finding the first rule it breaks, in the same order as before
+                guard = F.exists(col, _any_item_pred([p for p, _ in item_checks]))
+                checks.append((guard, _first_reason([(F.exists(col, p), t) for p, t in item_checks])))
+    return _first_reason(checks)
+
+
+def _first_reason(checks: list[tuple[Any, Any]]):
+    """CASE WHEN over (condition, reason) pairs: the first true condition's reason (a NULL condition is
+    false), NULL when none holds. A reason may itself be such a column (a guarded group of checks)."""
+    from pyspark.sql import Column
+    from pyspark.sql import functions as F
+
     reason = F.lit(None).cast("string")
     for cond, text in reversed(checks):
-        reason = F.when(F.coalesce(cond, F.lit(False)), F.lit(text)).otherwise(reason)
+        value = text if isinstance(text, Column) else F.lit(text)
+        reason = F.when(F.coalesce(cond, F.lit(False)), value).otherwise(reason)
     return reason

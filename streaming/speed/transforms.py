@@ -21,8 +21,18 @@ def read_kafka(
     bootstrap_servers: str,
     max_offsets_per_trigger: int | None = None,
     starting_offsets: str = "earliest",
+    fetch_max_wait_ms: int | None = None,
 ) -> DataFrame:
-    """The Kafka source (a new checkpoint starts at `starting_offsets`; an existing one resumes)."""
+    """The Kafka source (a new checkpoint starts at `starting_offsets`; an existing one resumes).
+
+    `fetch_max_wait_ms` (default: settings) bounds how long the broker holds a fetch that finds no data:
+    each task's last fetch reaches the log end, and Kafka's default 500 ms was a fixed cost of every
+    task of every micro-batch.
+    """
+    if fetch_max_wait_ms is None:
+        from ecom.settings import get_settings
+
+        fetch_max_wait_ms = get_settings().kafka.fetch_max_wait_ms
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers)
@@ -30,6 +40,7 @@ def read_kafka(
         .option("startingOffsets", starting_offsets)
         # a deleted/compacted offset range must fail loudly: silently skipping would lose events
         .option("failOnDataLoss", "true")
+        .option("kafka.fetch.max.wait.ms", str(fetch_max_wait_ms))
     )
     if max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
