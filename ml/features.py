@@ -546,7 +546,12 @@ def derive_features(enriched: pd.DataFrame) -> pd.DataFrame:
     hour_share = e["cust_hour_share"].astype(float).fillna(3 / 24).to_numpy()
     t24 = e["term_count_24h"].astype(float).fillna(0).to_numpy()
     t1 = e["term_count_1h"].astype(float).fillna(0).to_numpy()
-    n_items = _n_items(e["line_items"]) if "line_items" in e.columns else np.ones(len(e))
+    if "line_items" in e.columns:
+        n_items = _n_items(e["line_items"])
+    elif "n_items" in e.columns:  # counted upstream by the same rule (the stream does it in the JVM)
+        n_items = pd.to_numeric(e["n_items"], errors="coerce").astype(float).fillna(1.0).to_numpy()
+    else:
+        n_items = np.ones(len(e))
     feats = {
         "log_amount": np.log1p(amount),
         "amount_to_median": amount / median,

@@ -137,8 +137,8 @@ class LandingBatchWriter:
                 tx_only.column("kafka_offset").to_numpy(zero_copy_only=False),
             )
         writes = [
-            TableWrite("master.transactions", MASTER_COLUMNS, _rows(tx_ok, MASTER_COLUMNS)),
-            TableWrite("master.chargebacks", CHARGEBACK_COLUMNS, _rows(cb_ok, CHARGEBACK_COLUMNS)),
+            TableWrite("master.transactions", MASTER_COLUMNS, tx_ok),
+            TableWrite("master.chargebacks", CHARGEBACK_COLUMNS, cb_ok),
             TableWrite(
                 "quarantine.events",
                 QUARANTINE_COLUMNS,

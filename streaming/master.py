@@ -8,12 +8,15 @@ changes nothing (the table is append-only: a trigger rejects UPDATE/DELETE).
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from streaming.contract import field_names
 
@@ -65,11 +68,13 @@ def copy_insert(
     cur: psycopg.Cursor,
     table: str,
     columns: Sequence[str],
-    rows: Iterable[Sequence[Any]],
+    rows: Iterable[Sequence[Any]] | pa.Table,
     conflict: str = "(transaction_id)",
     where: str | None = None,
 ) -> int:
     """COPY rows into a temporary copy of `table`'s columns, then insert the new ones; returns rows inserted.
+
+    `rows`: tuples in `columns` order, or an Arrow table holding (at least) those columns (no binary ones).
 
     `where` (a fixed SQL condition over the copied rows, alias `t`; never user input) keeps only some of them.
 
@@ -80,9 +85,17 @@ def copy_insert(
     cols = ", ".join(columns)
     cur.execute(f"DROP TABLE IF EXISTS {tmp}")
     cur.execute(f"CREATE TEMP TABLE {tmp} ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA")
-    with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+    if isinstance(rows, pa.Table):
+        # an Arrow table (the speed layer's batch as Spark handed it over): one CSV block written by
+        # Arrow's C++ writer instead of a Python tuple per row (NULL = empty unquoted, strings quoted)
+        buf = io.BytesIO()
+        pa_csv.write_csv(rows.select(list(columns)), buf, pa_csv.WriteOptions(include_header=False))
+        with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(buf.getvalue())
+    else:
+        with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
     cur.execute(
         f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} t"
         + (f" WHERE {where}" if where else "")

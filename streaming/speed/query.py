@@ -1,6 +1,6 @@
 """Assembles the speed-layer query: Kafka -> parse/validate -> keyed window state -> score -> Postgres.
 
-    read_kafka -> parse_transactions -> watermark -> customer state -> terminal state -> foreachBatch(
+    read_kafka -> speed_transactions (parse, validate, keep what scoring reads) -> watermark -> customer state -> terminal state -> foreachBatch(
         skip if the batch marker exists -> mapInPandas(score with this batch's champion) -> toArrow ->
         one Postgres transaction: scored rows + alerts + quarantine + marker + metrics)
 
@@ -104,7 +104,7 @@ class StreamConfig:
 def enriched_stream(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
     """The streaming DataFrame up to (not including) scoring: parsed rows with customer + terminal context."""
     raw = transforms.read_kafka(spark, cfg.topic, cfg.bootstrap_servers, cfg.max_offsets_per_trigger)
-    parsed = transforms.parse_transactions(raw)
+    parsed = transforms.speed_transactions(raw)
     # only rejected rows need their bytes downstream (quarantine); don't ship every payload through state
     parsed = parsed.withColumn(
         "raw_payload", F.when(F.col("reject_reason").isNotNull(), F.col("raw_payload"))
@@ -223,12 +223,12 @@ class SpeedBatchWriter:
             TableWrite(
                 "speed.scored_transactions",
                 SPEED_COLUMNS + ["batch_id"],
-                zip(*_columns(good, SPEED_COLUMNS), [batch_id] * good.num_rows, strict=True),
+                good.append_column("batch_id", pa.array(np.full(good.num_rows, batch_id, dtype=np.int64))),
             ),
             TableWrite(
                 "speed.fraud_alerts",
                 ALERT_COLUMNS,
-                zip(*_columns(alerts, ALERT_COLUMNS), strict=True),
+                alerts,
                 counts_as_written=False,  # alerts are a view of scored rows, not rows of their own
                 # an event delivered twice upstream is scored twice but stored once (the first score);
                 # its alert follows the stored row, never the second score

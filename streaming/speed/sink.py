@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 
 from ecom.db import connect
 from ecom.settings import Settings, get_settings
@@ -58,7 +59,7 @@ class TableWrite:
 
     table: str
     columns: Sequence[str]
-    rows: Iterable[Sequence[Any]]
+    rows: Iterable[Sequence[Any]] | pa.Table  # tuples in `columns` order, or an Arrow table with them
     conflict: str = "(transaction_id)"
     counts_as_written: bool = True  # quarantined rows are reported apart
     where: str | None = None  # fixed SQL filter over the copied rows (alias t), see copy_insert
@@ -141,7 +142,7 @@ class PostgresBatchSink:
         table, and returns the ops.stream_batches values (so commit latency is measured at commit time).
         Row iterables are materialised once so a retry can re-send them.
         """
-        materialised = [(w, list(w.rows)) for w in writes]
+        materialised = [(w, w.rows if isinstance(w.rows, pa.Table) else list(w.rows)) for w in writes]
 
         def attempt() -> BatchResult:
             conn = self._connection()
@@ -158,7 +159,9 @@ class PostgresBatchSink:
                         return BatchResult(batch_id, replayed=True)
                     for w, rows in materialised:
                         written[w.table] = (
-                            copy_insert(cur, w.table, w.columns, rows, w.conflict, w.where) if rows else 0
+                            copy_insert(cur, w.table, w.columns, rows, w.conflict, w.where)
+                            if len(rows)
+                            else 0
                         )
                     n_written = sum(
                         n

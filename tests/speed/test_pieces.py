@@ -154,3 +154,31 @@ def test_missing_connector_jar_is_one_clear_error(settings, tmp_path):
     broken = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, jars_dir=tmp_path))
     with pytest.raises(EcomError, match="Kafka connector jar is missing"):
         spark_jars(broken)
+
+
+def test_speed_rows_count_items_in_the_jvm_like_the_trainer(spark):
+    """The stream drops line_items before the keyed state and carries n_items counted in the JVM; the
+    count must be ml.features' own (sum of quantities), and derive_features must give the same features."""
+    from ml.features import CONTEXT_COLUMNS, _n_items, derive_features
+    from streaming.speed.transforms import SPEED_DROPPED, speed_transactions
+
+    ev = make_events(12)
+    ev[0]["line_items"] = [
+        {**ev[0]["line_items"][0], "quantity": 7},
+        {**ev[0]["line_items"][0], "quantity": 2},
+    ]
+    rows = (
+        speed_transactions(_kafka_frame(spark, [json.dumps(e).encode() for e in ev]))
+        .orderBy("kafka_offset")
+        .collect()
+    )
+    expected = _n_items(pd.Series([e["line_items"] for e in ev]))
+    assert expected[0] == 9.0
+    assert [r.n_items for r in rows] == list(expected)
+    assert all(r.reject_reason is None for r in rows)
+    assert not set(SPEED_DROPPED) & set(rows[0].asDict())
+
+    ctx = pd.DataFrame(np.nan, index=range(len(ev)), columns=CONTEXT_COLUMNS)
+    with_items = pd.concat([pd.DataFrame(ev), ctx], axis=1)
+    with_count = with_items.drop(columns=["line_items"]).assign(n_items=[r.n_items for r in rows])
+    pd.testing.assert_frame_equal(derive_features(with_items), derive_features(with_count))
