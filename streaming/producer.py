@@ -299,16 +299,41 @@ class _FastAppend:
 def paced(
     chunks: Iterable[tuple[list, list]], rate: float, tick_s: float = 0.2
 ) -> Iterator[tuple[list, list]]:
-    """Re-chunk (events, labels) pairs so they come out at `rate` events/s (slices every `tick_s`)."""
+    """Re-chunk (events, labels) pairs so they come out at `rate` events/s: a slice of rate x tick_s events
+    every `tick_s`. Slices span chunk boundaries (a simulated day smaller than a slice must not cost a
+    whole tick: that capped the benchmark's history workload at ~5,000 events/s whatever --rate said), and
+    a chunk's labels go out with the slice that carries the chunk's last event, never before it."""
     per_tick = max(1, int(round(rate * tick_s)))
     next_tick = time.monotonic()
+    events_buf: list = []
+    pending: deque[tuple[int, list]] = deque()  # (events that must be out first, labels)
+    seen = sent = 0
+
+    def release() -> list:
+        out: list = []
+        while pending and pending[0][0] <= sent:
+            out.extend(pending.popleft()[1])
+        return out
+
     for events, labels in chunks:
-        for i in range(0, len(events), per_tick):
+        events_buf.extend(events)
+        seen += len(events)
+        if labels:
+            pending.append((seen, list(labels)))
+        while len(events_buf) >= per_tick:
             wait = next_tick - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             next_tick += tick_s
-            yield events[i : i + per_tick], labels[i : i + per_tick]
+            out, events_buf = events_buf[:per_tick], events_buf[per_tick:]
+            sent += len(out)
+            yield out, release()
+    if events_buf or pending:
+        wait = next_tick - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        sent += len(events_buf)
+        yield events_buf, release()
 
 
 def quiet_gc() -> None:
