@@ -64,7 +64,23 @@ def validation_errors(event: Any, name: str = "transaction", version: int | None
         where = ".".join(str(p) for p in err.absolute_path) or "(event)"
         errors.append(f"{where}: {err.message}"[:300])
     errors.extend(_date_time_errors(event, schema))
+    errors.extend(f"{where}: {NUL_REASON}" for where in _nul_strings(event))
     return errors
+
+
+# Postgres text cannot store U+0000: an event carrying it would fail every insert of its batch, forever
+NUL_REASON = "holds a NUL character (\\u0000), which Postgres text cannot store"
+
+
+def _nul_strings(value: Any, where: str = "") -> list[str]:
+    """Paths of the strings inside `value` that contain U+0000."""
+    if isinstance(value, str):
+        return [where or "(event)"] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nul_strings(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nul_strings(v, f"{where}.{i}")]
+    return []
 
 
 def validate_transaction(event: Any) -> list[str]:

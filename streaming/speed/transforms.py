@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from streaming.contract import field_names, spark_rejection_reason, spark_schema
+from streaming.contract import NUL_REASON, field_names, spark_rejection_reason, spark_schema
 
 KAFKA_COLUMNS = ["raw_payload", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
 
@@ -66,6 +66,13 @@ def _payload_reason(payload_text: Column, raw: Column, name: str) -> Column:
         F.when(raw.isNull() | (F.length(raw) == 0), F.lit("empty payload"))
         .when(~F.is_valid_utf8(payload_text), F.lit("payload is not valid UTF-8"))
         .when(keys.isNull(), F.lit("payload is not a JSON object"))
+        # a \u0000 escape (not an escaped backslash followed by "u0000"): Postgres text cannot store NUL,
+        # so such an event would fail its batch's transaction on every retry; the substring test is the
+        # cheap guard, the regex the exact one
+        .when(
+            (F.instr(payload_text, "\\u0000") > 0) & payload_text.rlike(r"(^|[^\\])(\\\\)*\\u0000"),
+            F.lit(f"a string {NUL_REASON}"),
+        )
         .when(
             F.size(unknown) > 0,
             F.concat(F.lit("unknown field(s) not in the contract: "), F.array_join(unknown, ", ")),

@@ -40,6 +40,7 @@ def test_parse_keeps_valid_events_and_names_what_is_wrong_with_the_others(spark)
         "customer_id: not a JSON string": json.dumps({**good, "customer_id": {"id": 1}}).encode(),
         "merchant_id: not a JSON string": json.dumps({**good, "merchant_id": 12345}).encode(),
         "device_id: not a JSON string": json.dumps({**good, "device_id": True}).encode(),
+        "a string holds a NUL character": json.dumps({**good, "ip_city": "Ber\u0000lin"}).encode(),
         "product_id: not a JSON string": json.dumps(
             {**good, "line_items": [{**good["line_items"][0], "product_id": 7}]}
         ).encode(),
@@ -182,3 +183,30 @@ def test_speed_rows_count_items_in_the_jvm_like_the_trainer(spark):
     with_items = pd.concat([pd.DataFrame(ev), ctx], axis=1)
     with_count = with_items.drop(columns=["line_items"]).assign(n_items=[r.n_items for r in rows])
     pd.testing.assert_frame_equal(derive_features(with_items), derive_features(with_count))
+
+
+def test_a_nul_character_is_quarantined_not_a_poison_pill(spark):
+    """Postgres text cannot store U+0000: an event carrying it would fail its batch's insert on every
+    retry. Both validators reject it; a backslash followed by the text "u0000" is an ordinary string."""
+    from streaming.contract import validation_errors
+    from streaming.speed.transforms import parse_transactions
+
+    good = make_events(1)[0]
+    nul = {
+        **good,
+        "customer_id": "C\u00001",
+        "line_items": [{**good["line_items"][0], "product_id": "P\u0000"}],
+    }
+    text = {**good, "ip_city": "C:\\u0000dir"}  # backslash, then the letters u0000
+    assert validation_errors(nul) == [
+        "customer_id: holds a NUL character (\\u0000), which Postgres text cannot store",
+        "line_items.0.product_id: holds a NUL character (\\u0000), which Postgres text cannot store",
+    ]
+    assert validation_errors(text) == []
+    rows = (
+        parse_transactions(_kafka_frame(spark, [json.dumps(nul).encode(), json.dumps(text).encode()]))
+        .orderBy("kafka_offset")
+        .collect()
+    )
+    assert rows[0].reject_reason.startswith("a string holds a NUL character")
+    assert rows[1].reject_reason is None and rows[1].ip_city == "C:\\u0000dir"
