@@ -119,6 +119,10 @@ class SparkSettings:
     max_offsets_per_trigger: int
     trigger_interval: str
     jars_dir: Path
+    # an event stamped this far after Kafka received it is quarantined by the stream and the landing (a
+    # producer's clock is wrong): it would move the event-time watermark and with it forget every
+    # customer's window state (0 = no such rule)
+    max_event_ahead_hours: float = 24.0
     # the local standalone cluster (`ecom cluster up`): master RPC/UI ports, one worker's size
     cluster_master_port: int = 57077
     cluster_master_ui_port: int = 58080
@@ -242,6 +246,7 @@ def load_settings(env_file: Path | None = None) -> Settings:
         checkpoint_dir=Path(e("ECOM_CHECKPOINT_DIR", str(state_dir / "checkpoints"))).resolve(),
         max_offsets_per_trigger=int(e("ECOM_MAX_OFFSETS_PER_TRIGGER", "200000")),
         trigger_interval=e("ECOM_TRIGGER_INTERVAL", "0 seconds"),
+        max_event_ahead_hours=float(e("ECOM_MAX_EVENT_AHEAD_HOURS", "24")),
         jars_dir=jars_dir / "spark",
         cluster_master_port=int(e("ECOM_SPARK_CLUSTER_PORT", "57077")),
         cluster_master_ui_port=int(e("ECOM_SPARK_CLUSTER_UI_PORT", "58080")),

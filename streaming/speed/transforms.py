@@ -106,13 +106,30 @@ def flatten_transactions(df: DataFrame, keep: list[str] | None = None) -> DataFr
     through the same query (one Kafka read) and split at the sink. `keep`: more columns of `df` to carry.
     """
     fields = [F.col(f"event.{f}").alias(f) for f in field_names("transaction") if f != "line_items"]
+    event_ts = F.try_to_timestamp(F.col("event.event_time"))
     return df.select(
         *KAFKA_COLUMNS,
-        "reject_reason",
+        F.coalesce(F.col("reject_reason"), _ahead_of_kafka_reason(event_ts)).alias("reject_reason"),
         *fields,
         F.to_json(F.col("event.line_items")).alias("line_items"),
-        F.try_to_timestamp(F.col("event.event_time")).alias("event_ts"),
+        event_ts.alias("event_ts"),
         *(keep or []),
+    )
+
+
+def _ahead_of_kafka_reason(event_ts: Column) -> Column:
+    """A reason when the event claims a time more than `max_event_ahead_hours` after Kafka received it."""
+    from ecom.settings import get_settings
+
+    hours = get_settings().spark.max_event_ahead_hours
+    if hours <= 0:
+        return F.lit(None).cast("string")
+    limit = F.col("kafka_timestamp") + F.make_interval(secs=F.lit(hours * 3600.0))
+    return F.when(
+        event_ts > limit,
+        F.lit(
+            f"event_time: more than {hours:g} hours after Kafka received the event (a producer clock is wrong)"
+        ),
     )
 
 
@@ -160,7 +177,9 @@ def parse_chargebacks(kafka_df: DataFrame) -> DataFrame:
 
 
 def with_event_watermark(df: DataFrame, delay: str) -> DataFrame:
-    """Event-time watermark (rejected rows carry the produce time so they never hold the watermark back)."""
-    return df.withColumn("watermark_ts", F.coalesce("event_ts", "kafka_timestamp")).withWatermark(
+    """Event-time watermark. Rejected rows count with their produce time: they neither hold the watermark
+    back nor move it (a quarantined far-future event_time must not make the state forget everyone)."""
+    event_time = F.when(F.col("reject_reason").isNull(), F.col("event_ts"))
+    return df.withColumn("watermark_ts", F.coalesce(event_time, F.col("kafka_timestamp"))).withWatermark(
         "watermark_ts", delay
     )

@@ -210,3 +210,35 @@ def test_a_nul_character_is_quarantined_not_a_poison_pill(spark):
     )
     assert rows[0].reject_reason.startswith("a string holds a NUL character")
     assert rows[1].reject_reason is None and rows[1].ip_city == "C:\\u0000dir"
+
+
+def test_an_event_from_the_future_is_quarantined_and_never_moves_the_watermark(spark):
+    """A producer with a wrong clock: an event stamped days after Kafka received it would advance the
+    event-time watermark and make the keyed state forget every customer. It is quarantined instead."""
+    from datetime import timedelta
+
+    from pyspark.sql import functions as F
+
+    from streaming.speed.transforms import parse_transactions, with_event_watermark
+
+    now = datetime.now(UTC)
+    ev = make_events(3)
+    ev[0]["event_time"] = (now + timedelta(days=3)).isoformat()  # clock three days ahead
+    ev[1]["event_time"] = (now + timedelta(hours=2)).isoformat()  # within the 24 h tolerance
+    frame = spark.createDataFrame(
+        [(json.dumps(e).encode(), "topic_x", 0, i, now) for i, e in enumerate(ev)],
+        "value binary, topic string, partition int, offset long, timestamp timestamp",
+    )
+    parsed = parse_transactions(frame)
+    rows = parsed.orderBy("kafka_offset").collect()
+    assert rows[0].reject_reason.startswith("event_time: more than 24 hours after Kafka received")
+    assert rows[1].reject_reason is None and rows[2].reject_reason is None
+    marks = (
+        with_event_watermark(parsed, "10 minutes")
+        .orderBy("kafka_offset")
+        .select(
+            F.col("watermark_ts").cast("long").alias("w"), F.col("kafka_timestamp").cast("long").alias("k")
+        )
+        .collect()
+    )
+    assert marks[0].w == marks[0].k  # the quarantined row counts with its produce time
