@@ -1,6 +1,7 @@
 """Assembles the speed-layer query: Kafka -> parse/validate -> keyed window state -> score -> Postgres.
 
-    read_kafka -> speed_transactions (parse, validate, keep what scoring reads) -> watermark -> customer state -> terminal state -> foreachBatch(
+    read_kafka -> speed_transactions (parse, validate, keep what scoring reads) -> watermark ->
+        customer state -> terminal state -> foreachBatch(
         skip if the batch marker exists -> mapInPandas(score with this batch's champion) -> toArrow ->
         one Postgres transaction: scored rows + alerts + quarantine + marker + metrics)
 

@@ -2,7 +2,8 @@
 
 Each works on a streaming or a static DataFrame alike, so the tests run them on static frames built from
 bytes. Parsing and the contract checks run inside the JVM (from_json + the contract's Spark rules): no
-Python round trip per event just to validate it.
+Python round trip per event just to validate it. The only inputs besides the frame are two settings read
+when the plan is built (the Kafka fetch wait, the event-time tolerance ahead of Kafka).
 """
 
 from __future__ import annotations
