@@ -383,6 +383,16 @@ class Postgres(Service):
         migrate(self.settings)
 
 
+def _kafka_cluster_id() -> str:
+    """A random KRaft cluster id (URL-safe base64 of a UUID). Like Kafka's own `Uuid.randomUuid()`, never
+    one starting with "-": the storage tool's argument parser would read it as an option ("argument
+    --cluster-id/-t: expected one argument"), which failed 1 in 64 broker formats."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class Kafka(Service):
     """One Kafka 4.x broker + controller in KRaft mode, from the jars Maven resolved into .jars/kafka."""
 
@@ -473,7 +483,7 @@ class Kafka(Service):
         )
         if (self.root / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _kafka_cluster_id()
         out = subprocess.run(
             self._java(
                 "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties_file)
