@@ -119,6 +119,9 @@ class SparkSettings:
     max_offsets_per_trigger: int
     trigger_interval: str
     jars_dir: Path
+    # partitions of the speed layer's keyed state (its two stateful stages run one task per partition per
+    # micro-batch); fixed in a checkpoint when it is created, a restored checkpoint keeps its own
+    state_partitions: int = 1
     # an event stamped this far after Kafka received it is quarantined by the stream and the landing (a
     # producer's clock is wrong): it would move the event-time watermark and with it forget every
     # customer's window state (0 = no such rule)
@@ -246,6 +249,9 @@ def load_settings(env_file: Path | None = None) -> Settings:
         checkpoint_dir=Path(e("ECOM_CHECKPOINT_DIR", str(state_dir / "checkpoints"))).resolve(),
         max_offsets_per_trigger=int(e("ECOM_MAX_OFFSETS_PER_TRIGGER", "200000")),
         trigger_interval=e("ECOM_TRIGGER_INTERVAL", "0 seconds"),
+        # half the local cores: on 2 cores one task per stateful stage halved the speed layer's p95 at
+        # 1,000 events/s against two (docs/speed.md); a stage's per-task cost outweighed its parallelism
+        state_partitions=int(e("ECOM_SPEED_STATE_PARTITIONS", str(max(1, (os.cpu_count() or 2) // 2)))),
         max_event_ahead_hours=float(e("ECOM_MAX_EVENT_AHEAD_HOURS", "24")),
         jars_dir=jars_dir / "spark",
         cluster_master_port=int(e("ECOM_SPARK_CLUSTER_PORT", "57077")),

@@ -163,8 +163,11 @@ def run_once(
     stall_s: float = 60.0,
     workload: str = "history",
     warmup_events: int = 0,
+    state_partitions: int | None = None,
 ) -> dict[str, Any]:
     from streaming.speed.query import StreamConfig, start_speed_query
+
+    partitions = {"state_partitions": state_partitions} if state_partitions else {}
     from streaming.speed.scoring import ChampionCache
 
     tag = uuid.uuid4().hex[:8]
@@ -180,6 +183,7 @@ def run_once(
         trigger="0 seconds",
         max_offsets_per_trigger=max_offsets,
         state_buckets=state_buckets,
+        **partitions,
     )
     champions = ChampionCache(spark, settings, cfg.model_name)
     query = start_speed_query(spark, cfg, settings, champions=champions)
@@ -221,6 +225,7 @@ def run_once(
         max_offsets_per_trigger=max_offsets,
         state_buckets=state_buckets,
         sink="noop",
+        **partitions,
     )
     batches: list[dict[str, Any]] = []
     start = time.time()
@@ -259,10 +264,15 @@ def bench(args: argparse.Namespace) -> int:
 
     from ecom.spark import get_spark
 
-    if args.runs < 1 or args.rate <= 0 or args.seconds <= 0:
+    if (
+        args.runs < 1
+        or args.rate <= 0
+        or args.seconds <= 0
+        or (args.state_partitions is not None and args.state_partitions < 1)
+    ):
         from ecom.errors import EcomError
 
-        raise EcomError("--runs, --rate and --seconds must be > 0")
+        raise EcomError("--runs, --rate, --seconds and --state-partitions must be > 0")
     logging.basicConfig(level=logging.WARNING)
     if args.verbose:
         logging.getLogger("ecom").setLevel(logging.INFO)
@@ -281,6 +291,7 @@ def bench(args: argparse.Namespace) -> int:
             args.customers,
             workload=args.workload,
             warmup_events=args.warmup_events,
+            state_partitions=args.state_partitions,
         )
         runs.append(r)
         if not args.json:
@@ -302,6 +313,7 @@ def bench(args: argparse.Namespace) -> int:
             "max_offsets_per_trigger": args.max_offsets or s.spark.max_offsets_per_trigger,
             "trigger": "processingTime 0 s",
             "state_buckets": args.state_buckets,
+            "state_partitions": args.state_partitions or s.spark.state_partitions,
             "kafka_partitions": s.kafka.partitions,
             "simulated_customers": args.customers,
             "workload": args.workload,
@@ -333,6 +345,11 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
         "--model-name", help="registered model (default: settings; bootstrapped when it has no champion)"
     )
     p.add_argument("--state-buckets", type=int, default=8, help="keyed-state hash buckets (0 = per key)")
+    p.add_argument(
+        "--state-partitions",
+        type=int,
+        help="Spark partitions of the keyed state (default: settings, ECOM_SPEED_STATE_PARTITIONS)",
+    )
     p.add_argument("--max-offsets", type=int, help="max Kafka records per micro-batch (default: settings)")
     p.add_argument("--customers", type=int, default=20_000, help="simulated customers (default 20000)")
     p.add_argument(

@@ -66,6 +66,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         max_offsets_per_trigger=args.max_offsets,
         state_buckets=args.state_buckets,
+        **({"state_partitions": args.state_partitions} if args.state_partitions else {}),
     )
     spark = get_spark(f"ecom-stream-{cfg.query_name}")
     query = start_speed_query(spark, cfg, s)
@@ -134,6 +135,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=8,
         help="group keyed state into N hash buckets (0 = one state per customer/terminal; default 8)",
+    )
+    p.add_argument(
+        "--state-partitions",
+        type=_positive,
+        help="Spark partitions of the keyed state, for a new checkpoint (default: settings, "
+        "ECOM_SPEED_STATE_PARTITIONS); a restored checkpoint keeps the count it was created with",
     )
     p.set_defaults(func=cmd_stream)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class StreamConfig:
     trigger: dict[str, Any]
     model_name: str
     state_buckets: int = 8
+    state_partitions: int = 1  # Spark partitions of the keyed state (a new checkpoint only; see below)
     watermark_delay: str = "10 minutes"
     sink: str = "postgres"  # or "noop": same query, nothing written (the benchmark's ceiling)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -98,7 +100,7 @@ class StreamConfig:
             max_offsets_per_trigger=max_offsets_per_trigger or s.spark.max_offsets_per_trigger,
             trigger=trig,
             model_name=model_name or s.mlflow.model_name,
-            **kw,
+            **{"state_partitions": s.spark.state_partitions, **kw},
         )
 
 
@@ -333,16 +335,37 @@ def start_speed_query(
 ):
     """Start the speed-layer query; returns the StreamingQuery."""
     s = settings or get_settings()
+    if cfg.state_partitions < 1:
+        raise EcomError(
+            f"state partitions must be >= 1 (got {cfg.state_partitions}); fix ECOM_SPEED_STATE_PARTITIONS"
+        )
     check_checkpoint(cfg, s)
     cfg.checkpoint.mkdir(parents=True, exist_ok=True)
     writer = SpeedBatchWriter(spark, cfg, s, champions, on_batch)
     writer.champions.current(force=True)  # load (or bootstrap) the champion before the first batch
-    return (
+    stream = (
         enriched_stream(spark, cfg)
         .writeStream.queryName(cfg.query_name)
         .option("checkpointLocation", str(cfg.checkpoint))
         .outputMode("append")
         .trigger(**cfg.trigger)
         .foreachBatch(writer)
-        .start()
     )
+    # the query copies the session's conf when it starts and a new checkpoint records the partition
+    # count of its state (a restored one keeps its own), so set it for this start only
+    with session_conf(spark, "spark.sql.shuffle.partitions", str(cfg.state_partitions)):
+        return stream.start()
+
+
+@contextmanager
+def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """Set one Spark SQL conf for the duration of the block, then restore what was there."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)

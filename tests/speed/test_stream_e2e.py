@@ -97,8 +97,14 @@ def test_exactly_once_into_speed_and_master_with_quarantine(stack, spark, test_m
         model_name=model_name,
         max_offsets_per_trigger=120,
     )
+    session_partitions = spark.conf.get("spark.sql.shuffle.partitions")
     start_speed_query(spark, cfg, stack).awaitTermination()
     assert _speed_rows(ids) == (300, 300)
+    # the keyed state got its own partition count (recorded in the checkpoint), the session kept its own
+    first_offsets = (tmp_path / "speed" / "offsets" / "0").read_text().splitlines()
+    recorded = json.loads(first_offsets[1])["conf"]["spark.sql.shuffle.partitions"]
+    assert recorded == str(cfg.state_partitions) == str(stack.spark.state_partitions)
+    assert spark.conf.get("spark.sql.shuffle.partitions") == session_partitions
     assert (
         _count(
             "SELECT count(DISTINCT model_version) FROM speed.scored_transactions WHERE transaction_id = ANY(%s) "
