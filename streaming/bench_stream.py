@@ -186,10 +186,12 @@ def run_once(
         **partitions,
     )
     champions = ChampionCache(spark, settings, cfg.model_name)
-    query = start_speed_query(spark, cfg, settings, champions=champions)
+    summaries: list[dict[str, Any]] = []
+    query = start_speed_query(spark, cfg, settings, champions=champions, on_batch=summaries.append)
     while query.lastProgress is None and query.isActive:  # first (empty) batch planned and run
         time.sleep(0.2)
     warmup = _warm_up(settings, query, topic, f"w{tag}", warmup_events, n_customers, stall_s)
+    warm_batch = (query.lastProgress or {}).get("batchId", -1)
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     proc = ctx.Process(
@@ -209,6 +211,7 @@ def run_once(
             break
         time.sleep(0.5)
     query.stop()
+    breakdown = batch_breakdown(query.recentProgress, summaries, after_batch=warm_batch)
     figures = _figures(settings, namespace, cfg.query_name)
     if warmup_events > 0:
         # counted after the run: a warm-up event committed late must not look like a duplicate below
@@ -250,7 +253,47 @@ def run_once(
         "ceiling_events_per_s": ceiling_events / busy_s if busy_s else 0.0,
         "ceiling_wall_s": elapsed,
         "ceiling_events": ceiling_events,
+        "batch_ms": breakdown,
         "topic": topic,
+    }
+
+
+def batch_breakdown(
+    progress: list[dict[str, Any]], summaries: list[dict[str, Any]], after_batch: int = -1
+) -> dict[str, float | None]:
+    """Where one micro-batch's time goes (medians over the batches with rows after `after_batch`). Pure.
+
+    `progress`: Spark's `query.recentProgress`; `summaries`: the speed writer's per-batch summaries
+    (`compute_ms` = champion check + the stages that run the query + collecting the rows, `duration_ms` =
+    that + the Postgres transaction). Spark's own part of a trigger is what is not `addBatch`: the offset
+    and commit logs and planning the batch.
+    """
+    prog = [p for p in progress if p.get("numInputRows", 0) > 0 and p.get("batchId", -1) > after_batch]
+    sums = [b for b in summaries if b.get("rows_in", 0) > 0 and b.get("batch_id", -1) > after_batch]
+
+    def med(values: list[float]) -> float | None:
+        return float(statistics.median(values)) if values else None
+
+    def dur(key: str) -> list[float]:
+        return [float(p["durationMs"].get(key, 0)) for p in prog]
+
+    trigger, add = dur("triggerExecution"), dur("addBatch")
+    return {
+        "batches": float(len(prog)),
+        "rows_per_batch": med([float(p["numInputRows"]) for p in prog]),
+        "trigger_ms": med(trigger),
+        "spark_bookkeeping_ms": med([t - a for t, a in zip(trigger, add, strict=True)]),
+        "query_planning_ms": med(dur("queryPlanning")),
+        "wal_commit_ms": med(dur("walCommit")),
+        "commit_offsets_ms": med(dur("commitOffsets")),
+        "compute_ms": med([float(b["compute_ms"]) for b in sums if b.get("compute_ms") is not None]),
+        "sink_ms": med(
+            [
+                float(b["duration_ms"]) - float(b["compute_ms"])
+                for b in sums
+                if b.get("duration_ms") is not None and b.get("compute_ms") is not None
+            ]
+        ),
     }
 
 
@@ -303,6 +346,8 @@ def bench(args: argparse.Namespace) -> int:
         "lost": max(r["lost"] for r in runs),
         "duplicated": max(r["duplicated"] for r in runs),
         "ceiling_events_per_s": _median([r["ceiling_events_per_s"] for r in runs]),
+        # where a measured micro-batch's time went (medians of the runs' medians)
+        "batch_ms": {k: _median([r["batch_ms"][k] for r in runs]) for k in runs[0]["batch_ms"]},
         "settings": {
             "rate": args.rate,
             "seconds": args.seconds,
@@ -396,8 +441,10 @@ def realtime_probe(spark, settings: Settings, rate: float, seconds: float) -> di
     _create_topic(settings, topic_in)
     _create_topic(settings, topic_out)
     work = Path(tempfile.mkdtemp(prefix=f"bench_rt_{tag}_", dir=settings.spark.checkpoint_dir.parent))
+    # the topic is new: read it from the start, so no event is skipped while the query starts up (with
+    # "latest", events produced before the first batch began were never read: 779 of 2,500 came back)
     parsed = transforms.parse_transactions(
-        transforms.read_kafka(spark, topic_in, settings.kafka.bootstrap_servers, starting_offsets="latest")
+        transforms.read_kafka(spark, topic_in, settings.kafka.bootstrap_servers, starting_offsets="earliest")
     )
     out = parsed.select(
         F.col("transaction_id").cast("string").alias("key"),
@@ -417,25 +464,23 @@ def realtime_probe(spark, settings: Settings, rate: float, seconds: float) -> di
             "error": str(exc).splitlines()[0][:300],
             "scoring_in_real_time_mode": scoring_answer,
         }
-    time.sleep(10)  # let the long-running batch start reading
+    consumer = KafkaConsumer(
+        topic_out, bootstrap_servers=settings.kafka.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    # warm up: measure only once events already flow through the running query
+    import queue
+
+    warm: queue.Queue = queue.Queue()
+    _produce_live(topic_in, 50.0, 1.0, f"w{tag}", 2000, warm)
+    warm_sent = warm.get()["sent"]
+    warmed = len(_read_back(consumer, f"w{tag}", warm_sent, timeout_s=90.0))
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     proc = ctx.Process(target=_produce_live, args=(topic_in, rate, seconds, namespace, 2000, q))
     proc.start()
     produced = q.get(timeout=seconds + 600)
     proc.join()
-    consumer = KafkaConsumer(
-        topic_out,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=60000,
-    )
-    lat = []
-    for rec in consumer:
-        body = json.loads(rec.value)
-        lat.append(rec.timestamp - body["produced_us"] / 1000.0)
-        if len(lat) >= produced["sent"]:
-            break
+    lat = _read_back(consumer, namespace, produced["sent"], timeout_s=60.0)
     consumer.close()
     error = query.exception()
     query.stop()
@@ -446,10 +491,27 @@ def realtime_probe(spark, settings: Settings, rate: float, seconds: float) -> di
         "error": None if error is None else str(error).splitlines()[0][:300],
         "pipeline": "Kafka -> parse + contract check -> Kafka (stateless: what real-time mode runs in Spark 4.2)",
         "scoring_in_real_time_mode": scoring_answer,
+        "warmup_events": warm_sent,
+        "warmup_received": warmed,
         "produced": produced["sent"],
         "received": len(lat),
         "latency_ms": percentiles(lat),
     }
+
+
+def _read_back(consumer, namespace: str, expected: int, timeout_s: float) -> list[float]:
+    """Latencies (ms: output record time - input produce time) of the output records of `namespace`'s
+    events, until `expected` of them came back or nothing new arrived for `timeout_s`."""
+    lat: list[float] = []
+    quiet_until = time.time() + timeout_s
+    while len(lat) < expected and time.time() < quiet_until:
+        for records in consumer.poll(timeout_ms=500).values():
+            for rec in records:
+                body = json.loads(rec.value)
+                if str(body.get("transaction_id") or "").startswith(namespace):
+                    lat.append(rec.timestamp - body["produced_us"] / 1000.0)
+                    quiet_until = time.time() + timeout_s
+    return lat
 
 
 def _realtime_scoring_check(spark, settings: Settings) -> dict[str, Any]:
