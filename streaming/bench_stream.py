@@ -77,12 +77,14 @@ def _produce_live(
     out.put({"sent": sent, "first_produce": first, "last_produce": time.time()})
 
 
-def _create_topic(settings: Settings, topic: str) -> None:
+def _create_topic(settings: Settings, topic: str, partitions: int | None = None) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     try:
-        admin.create_topics([NewTopic(topic, settings.kafka.partitions, settings.kafka.replication_factor)])
+        admin.create_topics(
+            [NewTopic(topic, partitions or settings.kafka.partitions, settings.kafka.replication_factor)]
+        )
     finally:
         admin.close()
 
@@ -427,26 +429,69 @@ def realtime_probe(spark, settings: Settings, rate: float, seconds: float) -> di
     Kafka or ForeachWriter sinks): Kafka -> parse + contract check -> Kafka. Latency = output record time -
     input produce time, read back from the output topic. Returns figures or the error Spark gave.
 
-    It first asks whether the scoring step itself could run there (parse -> mapInPandas -> Kafka) and
-    records Spark's answer under `scoring_in_real_time_mode` (Spark 4.2: MapInPandasExec is not on the
-    real-time allowlist, so Python scoring cannot; neither can applyInPandasWithState/TWS in Python)."""
-    from kafka import KafkaConsumer
-    from pyspark.sql import functions as F
+    It also asks whether the scoring step could run there (parse -> mapInPandas -> Kafka): Spark's answer
+    goes under `scoring_in_real_time_mode` (Spark 4.2: MapInPandasExec is not on the real-time allowlist;
+    neither is Python state). And it measures that pipeline with the allowlist check switched off
+    (`spark.sql.streaming.realTimeMode.allowlistCheck=false`, unsupported by Spark) under
+    `python_operator_allowlist_off`: it runs, but how soon do rows come back through Python?"""
+    from pyspark.sql import types as T
 
     from streaming.speed import transforms
 
-    scoring_answer = _realtime_scoring_check(spark, settings)
+    def stateless(topic_in: str):
+        return transforms.parse_transactions(
+            transforms.read_kafka(
+                spark, topic_in, settings.kafka.bootstrap_servers, starting_offsets="earliest"
+            )
+        )
+
+    def through_python(topic_in: str):
+        parsed = stateless(topic_in).select("transaction_id", "reject_reason", "kafka_timestamp", "amount")
+        schema = T.StructType([*parsed.schema.fields, T.StructField("amount_x2", T.DoubleType())])
+
+        def double_amount(batches):
+            for pdf in batches:
+                yield pdf.assign(amount_x2=pdf["amount"] * 2)
+
+        return parsed.mapInPandas(double_amount, schema)
+
+    result = {
+        "pipeline": "Kafka -> parse + contract check -> Kafka (stateless: what real-time mode runs in Spark 4.2)",
+        "scoring_in_real_time_mode": _realtime_scoring_check(spark, settings),
+        **_realtime_measure(spark, settings, stateless, rate, seconds),
+    }
+    key = "spark.sql.streaming.realTimeMode.allowlistCheck"
+    from streaming.speed.query import session_conf
+
+    with session_conf(spark, key, "false"):
+        result["python_operator_allowlist_off"] = {
+            "pipeline": "Kafka -> parse -> mapInPandas -> Kafka, with " + key + "=false",
+            **_realtime_measure(spark, settings, through_python, rate, min(seconds, 10.0)),
+        }
+    return result
+
+
+def _realtime_measure(spark, settings: Settings, build, rate: float, seconds: float) -> dict[str, Any]:
+    """Run `build(input topic)` (a frame with transaction_id, reject_reason, kafka_timestamp) into a Kafka
+    topic with the real-time trigger; warm up, produce `rate` events/s for `seconds`, read them back."""
+    import queue
+
+    from kafka import KafkaConsumer
+    from pyspark.sql import functions as F
+
+    from ecom.benchmark import percentiles
+
     tag = uuid.uuid4().hex[:8]
     topic_in, topic_out, namespace = f"bench_rt_in_{tag}", f"bench_rt_out_{tag}", f"r{tag}"
-    _create_topic(settings, topic_in)
-    _create_topic(settings, topic_out)
+    # real-time mode runs one long-lived task per source partition, all at once: with more partitions
+    # than task slots (6 on 2 cores) the rest wait for the next batch (two thirds of the events came
+    # back only after it, or never within the read-back time)
+    slots = realtime_partitions(settings.kafka.partitions, spark.sparkContext.defaultParallelism)
+    _create_topic(settings, topic_in, slots)
+    _create_topic(settings, topic_out, slots)
     work = Path(tempfile.mkdtemp(prefix=f"bench_rt_{tag}_", dir=settings.spark.checkpoint_dir.parent))
-    # the topic is new: read it from the start, so no event is skipped while the query starts up (with
-    # "latest", events produced before the first batch began were never read: 779 of 2,500 came back)
-    parsed = transforms.parse_transactions(
-        transforms.read_kafka(spark, topic_in, settings.kafka.bootstrap_servers, starting_offsets="earliest")
-    )
-    out = parsed.select(
+    # the topics are new: read from the start, so no event is skipped while the query starts up
+    out = build(topic_in).select(
         F.col("transaction_id").cast("string").alias("key"),
         F.to_json(
             F.struct(
@@ -459,44 +504,42 @@ def realtime_probe(spark, settings: Settings, rate: float, seconds: float) -> di
     try:
         query = _start_realtime_to_kafka(out, settings, topic_out, work / "rt")
     except Exception as exc:  # report what real-time mode says instead of failing the benchmark
-        return {
-            "supported": False,
-            "error": str(exc).splitlines()[0][:300],
-            "scoring_in_real_time_mode": scoring_answer,
-        }
+        return {"supported": False, "error": str(exc).splitlines()[0][:300]}
     consumer = KafkaConsumer(
         topic_out, bootstrap_servers=settings.kafka.bootstrap_servers, auto_offset_reset="earliest"
     )
-    # warm up: measure only once events already flow through the running query
-    import queue
-
-    warm: queue.Queue = queue.Queue()
-    _produce_live(topic_in, 50.0, 1.0, f"w{tag}", 2000, warm)
-    warm_sent = warm.get()["sent"]
-    warmed = len(_read_back(consumer, f"w{tag}", warm_sent, timeout_s=90.0))
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    proc = ctx.Process(target=_produce_live, args=(topic_in, rate, seconds, namespace, 2000, q))
-    proc.start()
-    produced = q.get(timeout=seconds + 600)
-    proc.join()
-    lat = _read_back(consumer, namespace, produced["sent"], timeout_s=60.0)
-    consumer.close()
-    error = query.exception()
-    query.stop()
-    from ecom.benchmark import percentiles
-
+    try:
+        # warm up: measure only once events already flow through the running query
+        warm: queue.Queue = queue.Queue()
+        _produce_live(topic_in, 50.0, 1.0, f"w{tag}", 2000, warm)
+        warm_sent = warm.get()["sent"]
+        warmed = len(_read_back(consumer, f"w{tag}", warm_sent, timeout_s=90.0))
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        proc = ctx.Process(target=_produce_live, args=(topic_in, rate, seconds, namespace, 2000, q))
+        proc.start()
+        produced = q.get(timeout=seconds + 600)
+        proc.join()
+        lat = _read_back(consumer, namespace, produced["sent"], timeout_s=60.0)
+    finally:
+        consumer.close()
+        error = query.exception()
+        query.stop()
     return {
         "supported": error is None,
         "error": None if error is None else str(error).splitlines()[0][:300],
-        "pipeline": "Kafka -> parse + contract check -> Kafka (stateless: what real-time mode runs in Spark 4.2)",
-        "scoring_in_real_time_mode": scoring_answer,
+        "input_partitions": slots,
         "warmup_events": warm_sent,
         "warmup_received": warmed,
         "produced": produced["sent"],
         "received": len(lat),
         "latency_ms": percentiles(lat),
     }
+
+
+def realtime_partitions(topic_partitions: int, task_slots: int) -> int:
+    """Input partitions for the real-time probe: as many as the query can run at once (>= 1). Pure."""
+    return max(1, min(topic_partitions, task_slots))
 
 
 def _read_back(consumer, namespace: str, expected: int, timeout_s: float) -> list[float]:

@@ -48,3 +48,11 @@ def test_breakdown_of_no_batches_is_empty_not_an_error():
     out = batch_breakdown([], [], after_batch=-1)
     assert out["batches"] == 0
     assert all(v is None for k, v in out.items() if k != "batches")
+
+
+def test_realtime_probe_uses_no_more_partitions_than_task_slots():
+    from streaming.bench_stream import realtime_partitions
+
+    assert realtime_partitions(6, 2) == 2
+    assert realtime_partitions(2, 8) == 2
+    assert realtime_partitions(6, 0) == 1
