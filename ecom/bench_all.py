@@ -157,6 +157,8 @@ def settings_summary(s: Settings) -> dict[str, Any]:
         "spark_master": s.spark.master,
         "spark_driver_memory": s.spark.driver_memory,
         "spark_shuffle_partitions": s.spark.shuffle_partitions,
+        "speed_state_partitions": s.spark.state_partitions,
+        "speed_state_buckets": s.spark.state_buckets,
         "max_offsets_per_trigger": s.spark.max_offsets_per_trigger,
         "trigger_interval": s.spark.trigger_interval,
         "kafka_partitions": s.kafka.partitions,

@@ -122,6 +122,9 @@ class SparkSettings:
     # partitions of the speed layer's keyed state (its two stateful stages run one task per partition per
     # micro-batch); fixed in a checkpoint when it is created, a restored checkpoint keeps its own
     state_partitions: int = 1
+    # hash buckets keying that state (each bucket's state holds all of its customers/terminals); recorded
+    # in a new checkpoint, a restored one keeps its own
+    state_buckets: int = 1
     # an event stamped this far after Kafka received it is quarantined by the stream and the landing (a
     # producer's clock is wrong): it would move the event-time watermark and with it forget every
     # customer's window state (0 = no such rule)
@@ -240,6 +243,11 @@ def load_settings(env_file: Path | None = None) -> Settings:
         port=int(e("ECOM_DAGSTER_PORT", "3300")),
         home=Path(e("DAGSTER_HOME", str(state_dir / "dagster"))).resolve(),
     )
+    # half the local cores: on 2 cores one task per stateful stage cut the speed layer's batch time by a
+    # quarter at 1,000 events/s against two (docs/speed.md); a stage's per-task cost outweighed its
+    # parallelism. One bucket per partition when there is one (one Python call per stateful stage per
+    # batch), else 4 per partition so that hash collisions of the bucket keys leave no partition idle.
+    state_partitions = int(e("ECOM_SPEED_STATE_PARTITIONS", str(max(1, (os.cpu_count() or 2) // 2))))
     spark = SparkSettings(
         master=e("SPARK_MASTER", "local[*]"),
         driver_memory=e("ECOM_SPARK_DRIVER_MEMORY", "2g"),
@@ -249,9 +257,10 @@ def load_settings(env_file: Path | None = None) -> Settings:
         checkpoint_dir=Path(e("ECOM_CHECKPOINT_DIR", str(state_dir / "checkpoints"))).resolve(),
         max_offsets_per_trigger=int(e("ECOM_MAX_OFFSETS_PER_TRIGGER", "200000")),
         trigger_interval=e("ECOM_TRIGGER_INTERVAL", "0 seconds"),
-        # half the local cores: on 2 cores one task per stateful stage halved the speed layer's p95 at
-        # 1,000 events/s against two (docs/speed.md); a stage's per-task cost outweighed its parallelism
-        state_partitions=int(e("ECOM_SPEED_STATE_PARTITIONS", str(max(1, (os.cpu_count() or 2) // 2)))),
+        state_partitions=state_partitions,
+        state_buckets=int(
+            e("ECOM_SPEED_STATE_BUCKETS", str(1 if state_partitions == 1 else 4 * state_partitions))
+        ),
         max_event_ahead_hours=float(e("ECOM_MAX_EVENT_AHEAD_HOURS", "24")),
         jars_dir=jars_dir / "spark",
         cluster_master_port=int(e("ECOM_SPARK_CLUSTER_PORT", "57077")),

@@ -159,7 +159,7 @@ def run_once(
     rate: float,
     seconds: float,
     model_name: str | None,
-    state_buckets: int,
+    state_buckets: int | None,
     max_offsets: int | None,
     n_customers: int,
     stall_s: float = 60.0,
@@ -359,7 +359,7 @@ def bench(args: argparse.Namespace) -> int:
             "shuffle_partitions": s.spark.shuffle_partitions,
             "max_offsets_per_trigger": args.max_offsets or s.spark.max_offsets_per_trigger,
             "trigger": "processingTime 0 s",
-            "state_buckets": args.state_buckets,
+            "state_buckets": s.spark.state_buckets if args.state_buckets is None else args.state_buckets,
             "state_partitions": args.state_partitions or s.spark.state_partitions,
             "kafka_partitions": s.kafka.partitions,
             "simulated_customers": args.customers,
@@ -391,7 +391,11 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model-name", help="registered model (default: settings; bootstrapped when it has no champion)"
     )
-    p.add_argument("--state-buckets", type=int, default=8, help="keyed-state hash buckets (0 = per key)")
+    p.add_argument(
+        "--state-buckets",
+        type=int,
+        help="keyed-state hash buckets (0 = per key; default: settings, ECOM_SPEED_STATE_BUCKETS)",
+    )
     p.add_argument(
         "--state-partitions",
         type=int,

@@ -133,8 +133,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--state-buckets",
         type=int,
-        default=8,
-        help="group keyed state into N hash buckets (0 = one state per customer/terminal; default 8)",
+        help="group keyed state into N hash buckets (0 = one state per customer/terminal; default: what "
+        "the checkpoint recorded, else settings, ECOM_SPEED_STATE_BUCKETS)",
     )
     p.add_argument(
         "--state-partitions",

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,10 @@ class StreamConfig:
     max_offsets_per_trigger: int
     trigger: dict[str, Any]
     model_name: str
-    state_buckets: int = 8
-    state_partitions: int = 1  # Spark partitions of the keyed state (a new checkpoint only; see below)
+    # hash buckets keying the state: None = what the checkpoint recorded, else settings (see
+    # resolve_state_buckets); Spark partitions of the state (a new checkpoint only, see start_speed_query)
+    state_buckets: int | None = None
+    state_partitions: int = 1
     watermark_delay: str = "10 minutes"
     sink: str = "postgres"  # or "noop": same query, nothing written (the benchmark's ceiling)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -105,7 +107,11 @@ class StreamConfig:
 
 
 def enriched_stream(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
-    """The streaming DataFrame up to (not including) scoring: parsed rows with customer + terminal context."""
+    """The streaming DataFrame up to (not including) scoring: parsed rows with customer + terminal context.
+
+    `cfg.state_buckets` must be resolved (start_speed_query does it against the checkpoint)."""
+    if cfg.state_buckets is None:
+        raise EcomError("state buckets not resolved: start the query with start_speed_query")
     raw = transforms.read_kafka(spark, cfg.topic, cfg.bootstrap_servers, cfg.max_offsets_per_trigger)
     parsed = transforms.speed_transactions(raw)
     # only rejected rows need their bytes downstream (quarantine); don't ship every payload through state
@@ -306,6 +312,50 @@ class SpeedBatchWriter:
             self.on_batch(s)
 
 
+STATE_LAYOUT_FILE = "ecom-state.json"
+# the only bucket count checkpoints had before it was recorded beside them
+UNRECORDED_STATE_BUCKETS = 8
+
+
+def resolve_state_buckets(
+    requested: int | None, recorded: int | None, has_history: bool, default: int
+) -> int:
+    """The bucket count a query must use with its checkpoint. Pure.
+
+    The buckets are the keys of the state store: a restarted query with another count would look its
+    customers up under other keys and silently start them from nothing. So a checkpoint keeps the count it
+    was created with; asking for another is an error. A checkpoint from before the count was recorded
+    used the then default (8) unless it was asked for explicitly.
+    """
+    if requested is not None and requested < 0:
+        raise EcomError(f"--state-buckets must be >= 0 (got {requested})")
+    if recorded is not None:
+        if requested is not None and requested != recorded:
+            raise EcomError(
+                f"this checkpoint keys its state by {recorded} bucket(s), not {requested}; restart without "
+                "--state-buckets (or with that count), or use a new checkpoint under a new --query-name"
+            )
+        return recorded
+    if requested is not None:
+        return requested
+    return UNRECORDED_STATE_BUCKETS if has_history else default
+
+
+def checkpoint_state_buckets(cfg: StreamConfig, settings: Settings) -> int:
+    """Resolve the bucket count against the checkpoint and record it there (see resolve_state_buckets)."""
+    import json
+
+    path = cfg.checkpoint / STATE_LAYOUT_FILE
+    recorded = json.loads(path.read_text())["state_buckets"] if path.is_file() else None
+    offsets = cfg.checkpoint / "offsets"
+    has_history = offsets.is_dir() and any(offsets.iterdir())
+    buckets = resolve_state_buckets(cfg.state_buckets, recorded, has_history, settings.spark.state_buckets)
+    if recorded is None:
+        cfg.checkpoint.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"state_buckets": buckets}) + "\n")
+    return buckets
+
+
 def check_checkpoint(cfg: StreamConfig, settings: Settings | None = None) -> None:
     """Refuse a fresh checkpoint for a query name that already committed batches (its batch ids restart at 0
     and would be taken for replays, i.e. silently skipped)."""
@@ -341,6 +391,13 @@ def start_speed_query(
         )
     check_checkpoint(cfg, s)
     cfg.checkpoint.mkdir(parents=True, exist_ok=True)
+    cfg = replace(cfg, state_buckets=checkpoint_state_buckets(cfg, s))
+    log.info(
+        "%s: keyed state in %d bucket(s) over %d partition(s) (a restored checkpoint keeps its own)",
+        cfg.query_name,
+        cfg.state_buckets,
+        cfg.state_partitions,
+    )
     writer = SpeedBatchWriter(spark, cfg, s, champions, on_batch)
     writer.champions.current(force=True)  # load (or bootstrap) the champion before the first batch
     stream = (

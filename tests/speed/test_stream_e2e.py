@@ -12,11 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from ecom.db import connect
+from ecom.errors import EcomError
 from tests.speed.support import create_topic, make_events, produce, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -105,6 +107,11 @@ def test_exactly_once_into_speed_and_master_with_quarantine(stack, spark, test_m
     recorded = json.loads(first_offsets[1])["conf"]["spark.sql.shuffle.partitions"]
     assert recorded == str(cfg.state_partitions) == str(stack.spark.state_partitions)
     assert spark.conf.get("spark.sql.shuffle.partitions") == session_partitions
+    # ... and its bucket count; a restart asking for another is refused before anything runs
+    layout = json.loads((tmp_path / "speed" / "ecom-state.json").read_text())
+    assert layout == {"state_buckets": stack.spark.state_buckets}
+    with pytest.raises(EcomError, match="keys its state by"):
+        start_speed_query(spark, replace(cfg, state_buckets=stack.spark.state_buckets + 1), stack)
     assert (
         _count(
             "SELECT count(DISTINCT model_version) FROM speed.scored_transactions WHERE transaction_id = ANY(%s) "
