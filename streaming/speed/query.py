@@ -11,6 +11,7 @@ sink) is a parameter with its default from settings.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -343,10 +344,8 @@ def resolve_state_buckets(
 
 def checkpoint_state_buckets(cfg: StreamConfig, settings: Settings) -> int:
     """Resolve the bucket count against the checkpoint and record it there (see resolve_state_buckets)."""
-    import json
-
     path = cfg.checkpoint / STATE_LAYOUT_FILE
-    recorded = json.loads(path.read_text())["state_buckets"] if path.is_file() else None
+    recorded = _recorded_state_buckets(path)
     offsets = cfg.checkpoint / "offsets"
     has_history = offsets.is_dir() and any(offsets.iterdir())
     buckets = resolve_state_buckets(cfg.state_buckets, recorded, has_history, settings.spark.state_buckets)
@@ -354,6 +353,21 @@ def checkpoint_state_buckets(cfg: StreamConfig, settings: Settings) -> int:
         cfg.checkpoint.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"state_buckets": buckets}) + "\n")
     return buckets
+
+
+def _recorded_state_buckets(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())["state_buckets"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EcomError(
+            f"{path} is not a readable state layout record ({type(exc).__name__}); restore it as "
+            '{"state_buckets": N} with the count this checkpoint was created with'
+        ) from exc
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise EcomError(f"{path}: state_buckets must be a whole number >= 0, not {value!r}")
+    return value
 
 
 def check_checkpoint(cfg: StreamConfig, settings: Settings | None = None) -> None:

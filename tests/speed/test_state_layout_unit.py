@@ -29,3 +29,39 @@ def test_a_checkpoint_from_before_the_record_used_the_old_default():
 def test_negative_counts_are_refused():
     with pytest.raises(EcomError, match=">= 0"):
         resolve_state_buckets(-1, None, has_history=False, default=1)
+
+
+def _cfg(checkpoint, state_buckets=None):
+    from streaming.speed.query import StreamConfig
+
+    return StreamConfig(
+        topic="t",
+        query_name="q",
+        checkpoint=checkpoint,
+        bootstrap_servers="127.0.0.1:1",
+        max_offsets_per_trigger=10,
+        trigger={"availableNow": True},
+        model_name="m",
+        state_buckets=state_buckets,
+    )
+
+
+def test_the_record_is_written_once_and_read_back(tmp_path):
+    from ecom.settings import get_settings
+    from streaming.speed.query import STATE_LAYOUT_FILE, checkpoint_state_buckets
+
+    s = get_settings()
+    assert checkpoint_state_buckets(_cfg(tmp_path / "c", 3), s) == 3
+    assert (tmp_path / "c" / STATE_LAYOUT_FILE).read_text().strip() == '{"state_buckets": 3}'
+    assert checkpoint_state_buckets(_cfg(tmp_path / "c"), s) == 3
+
+
+def test_a_damaged_record_is_a_one_line_error_not_a_traceback(tmp_path):
+    from ecom.settings import get_settings
+    from streaming.speed.query import STATE_LAYOUT_FILE, checkpoint_state_buckets
+
+    (tmp_path / "c").mkdir()
+    for text in ("{not json", '{"other": 1}', '{"state_buckets": "eight"}', '{"state_buckets": -2}'):
+        (tmp_path / "c" / STATE_LAYOUT_FILE).write_text(text)
+        with pytest.raises(EcomError, match="state"):
+            checkpoint_state_buckets(_cfg(tmp_path / "c"), get_settings())
