@@ -15,6 +15,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from ecom.errors import EcomError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -187,6 +189,15 @@ class Settings:
         return self.repo_root / ".venv" / "bin"
 
 
+def _number(name: str, raw: str, kind: type):
+    """An integer/float setting, or a one-line error naming the variable (not a ValueError traceback)."""
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise EcomError(f"{name} must be {what}, not {raw!r}; fix it in the environment or .env") from None
+
+
 def load_settings(env_file: Path | None = None) -> Settings:
     """Build settings from the environment (and `.env`), without caching."""
     env_path = env_file or (REPO_ROOT / ".env")
@@ -194,6 +205,12 @@ def load_settings(env_file: Path | None = None) -> Settings:
 
     def e(name: str, default: str) -> str:
         return _env(name, default, fv)
+
+    def i(name: str, default: str) -> int:
+        return _number(name, e(name, default), int)
+
+    def f(name: str, default: str) -> float:
+        return _number(name, e(name, default), float)
 
     state_dir = Path(e("ECOM_STATE_DIR", str(REPO_ROOT / ".local"))).resolve()
     jars_dir = Path(e("ECOM_JARS_DIR", str(REPO_ROOT / ".jars"))).resolve()
@@ -205,7 +222,7 @@ def load_settings(env_file: Path | None = None) -> Settings:
 
     postgres = PostgresSettings(
         host=e("ECOM_PG_HOST", bind),
-        port=int(e("ECOM_PG_PORT", "55432")),
+        port=i("ECOM_PG_PORT", "55432"),
         user=e("ECOM_PG_USER", "ecom"),
         password=pg_password,
         db=e("ECOM_PG_DB", "ecom"),
@@ -217,18 +234,18 @@ def load_settings(env_file: Path | None = None) -> Settings:
     )
     kafka = KafkaSettings(
         bootstrap_servers=e("ECOM_KAFKA_BOOTSTRAP", f"{bind}:59092"),
-        controller_port=int(e("ECOM_KAFKA_CONTROLLER_PORT", "59093")),
+        controller_port=i("ECOM_KAFKA_CONTROLLER_PORT", "59093"),
         topic_transactions=e("ECOM_TOPIC_TRANSACTIONS", "transactions"),
         topic_dead_letter=e("ECOM_TOPIC_DEAD_LETTER", "transactions.dlq"),
         topic_labels=e("ECOM_TOPIC_LABELS", "chargebacks"),
-        partitions=int(e("ECOM_KAFKA_PARTITIONS", "6")),
-        replication_factor=int(e("ECOM_KAFKA_REPLICATION", "1")),
+        partitions=i("ECOM_KAFKA_PARTITIONS", "6"),
+        replication_factor=i("ECOM_KAFKA_REPLICATION", "1"),
         heap=e("ECOM_KAFKA_HEAP", "768m"),
         data_dir=state_dir / "kafka",
-        fetch_max_wait_ms=int(e("ECOM_KAFKA_FETCH_MAX_WAIT_MS", "10")),
+        fetch_max_wait_ms=i("ECOM_KAFKA_FETCH_MAX_WAIT_MS", "10"),
     )
     mlflow_host = e("ECOM_MLFLOW_HOST", bind)
-    mlflow_port = int(e("ECOM_MLFLOW_PORT", "5500"))
+    mlflow_port = i("ECOM_MLFLOW_PORT", "5500")
     mlflow = MlflowSettings(
         host=mlflow_host,
         port=mlflow_port,
@@ -240,7 +257,7 @@ def load_settings(env_file: Path | None = None) -> Settings:
     )
     dagster = DagsterSettings(
         host=e("ECOM_DAGSTER_HOST", bind),
-        port=int(e("ECOM_DAGSTER_PORT", "3300")),
+        port=i("ECOM_DAGSTER_PORT", "3300"),
         home=Path(e("DAGSTER_HOME", str(state_dir / "dagster"))).resolve(),
     )
     # half the local cores: on 2 cores one task per stateful stage cut the speed layer's batch time by a
@@ -248,33 +265,33 @@ def load_settings(env_file: Path | None = None) -> Settings:
     # parallelism. Buckets: 8, or 4 per partition on bigger machines so that hash collisions of the bucket
     # keys leave no partition idle. (One bucket, i.e. one Python call per stateful stage per batch, cut
     # p50 at 1,000 events/s by a fifth but not p95, and cost 14 % of the throughput at 20,000/s.)
-    state_partitions = int(e("ECOM_SPEED_STATE_PARTITIONS", str(max(1, (os.cpu_count() or 2) // 2))))
+    state_partitions = i("ECOM_SPEED_STATE_PARTITIONS", str(max(1, (os.cpu_count() or 2) // 2)))
     spark = SparkSettings(
         master=e("SPARK_MASTER", "local[*]"),
         driver_memory=e("ECOM_SPARK_DRIVER_MEMORY", "2g"),
         # one partition per local core: every stateful stage of the stream runs one task per partition per
         # micro-batch, and on 2 cores 4 partitions doubled that fixed cost for no parallelism
-        shuffle_partitions=int(e("ECOM_SPARK_SHUFFLE_PARTITIONS", str(os.cpu_count() or 2))),
+        shuffle_partitions=i("ECOM_SPARK_SHUFFLE_PARTITIONS", str(os.cpu_count() or 2)),
         checkpoint_dir=Path(e("ECOM_CHECKPOINT_DIR", str(state_dir / "checkpoints"))).resolve(),
-        max_offsets_per_trigger=int(e("ECOM_MAX_OFFSETS_PER_TRIGGER", "200000")),
+        max_offsets_per_trigger=i("ECOM_MAX_OFFSETS_PER_TRIGGER", "200000"),
         trigger_interval=e("ECOM_TRIGGER_INTERVAL", "0 seconds"),
         state_partitions=state_partitions,
-        state_buckets=int(e("ECOM_SPEED_STATE_BUCKETS", str(max(8, 4 * state_partitions)))),
-        max_event_ahead_hours=float(e("ECOM_MAX_EVENT_AHEAD_HOURS", "24")),
+        state_buckets=i("ECOM_SPEED_STATE_BUCKETS", str(max(8, 4 * state_partitions))),
+        max_event_ahead_hours=f("ECOM_MAX_EVENT_AHEAD_HOURS", "24"),
         jars_dir=jars_dir / "spark",
-        cluster_master_port=int(e("ECOM_SPARK_CLUSTER_PORT", "57077")),
-        cluster_master_ui_port=int(e("ECOM_SPARK_CLUSTER_UI_PORT", "58080")),
-        cluster_worker_ui_port=int(e("ECOM_SPARK_WORKER_UI_PORT", "58081")),
-        cluster_worker_cores=int(e("ECOM_SPARK_WORKER_CORES", "1")),
+        cluster_master_port=i("ECOM_SPARK_CLUSTER_PORT", "57077"),
+        cluster_master_ui_port=i("ECOM_SPARK_CLUSTER_UI_PORT", "58080"),
+        cluster_worker_ui_port=i("ECOM_SPARK_WORKER_UI_PORT", "58081"),
+        cluster_worker_cores=i("ECOM_SPARK_WORKER_CORES", "1"),
         cluster_worker_memory=e("ECOM_SPARK_WORKER_MEMORY", "2g"),
     )
     dbt = DbtSettings(
         project_dir=REPO_ROOT / "dbt_project",
         profiles_dir=REPO_ROOT / "dbt_project",
         target=e("ECOM_DBT_TARGET", "local"),
-        docs_port=int(e("ECOM_DBT_DOCS_PORT", "8580")),
+        docs_port=i("ECOM_DBT_DOCS_PORT", "8580"),
         refresh_cron=e("ECOM_BATCH_REFRESH_CRON", "0 * * * *"),
-        sensor_min_new_rows=int(e("ECOM_BATCH_SENSOR_MIN_NEW_ROWS", "50000")),
+        sensor_min_new_rows=i("ECOM_BATCH_SENSOR_MIN_NEW_ROWS", "50000"),
     )
     metabase = MetabaseSettings(
         url=e("METABASE_URL", "http://127.0.0.1:3000"),
@@ -283,7 +300,7 @@ def load_settings(env_file: Path | None = None) -> Settings:
         api_key=e("METABASE_API_KEY", ""),
         specs_dir=REPO_ROOT / "dashboards" / "specs",
         pg_host=e("METABASE_PG_HOST", postgres.host),
-        pg_port=int(e("METABASE_PG_PORT", str(postgres.port))),
+        pg_port=i("METABASE_PG_PORT", str(postgres.port)),
         database_name=e("METABASE_DATABASE_NAME", "ecom-lambda platform"),
     )
     return Settings(
@@ -301,7 +318,7 @@ def load_settings(env_file: Path | None = None) -> Settings:
         dbt=dbt,
         metabase=metabase,
         gx_context_dir=REPO_ROOT / "expectations" / "gx",
-        gx_data_docs_port=int(e("ECOM_DATA_DOCS_PORT", "8581")),
+        gx_data_docs_port=i("ECOM_DATA_DOCS_PORT", "8581"),
     )
 
 

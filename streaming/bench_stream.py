@@ -168,10 +168,9 @@ def run_once(
     state_partitions: int | None = None,
 ) -> dict[str, Any]:
     from streaming.speed.query import StreamConfig, start_speed_query
-
-    partitions = {"state_partitions": state_partitions} if state_partitions else {}
     from streaming.speed.scoring import ChampionCache
 
+    partitions = {"state_partitions": state_partitions} if state_partitions else {}
     tag = uuid.uuid4().hex[:8]
     topic, namespace = f"bench_stream_{tag}", f"b{tag}"
     _create_topic(settings, topic)
