@@ -313,10 +313,11 @@ def bench(args: argparse.Namespace) -> int:
         or args.rate <= 0
         or args.seconds <= 0
         or (args.state_partitions is not None and args.state_partitions < 1)
+        or args.floor_events < 1
     ):
         from ecom.errors import EcomError
 
-        raise EcomError("--runs, --rate, --seconds and --state-partitions must be > 0")
+        raise EcomError("--runs, --rate, --seconds, --state-partitions and --floor-events must be > 0")
     logging.basicConfig(level=logging.WARNING)
     if args.verbose:
         logging.getLogger("ecom").setLevel(logging.INFO)
@@ -371,6 +372,10 @@ def bench(args: argparse.Namespace) -> int:
     }
     if args.realtime:
         result["realtime_mode"] = realtime_probe(spark, s, args.rate, args.seconds)
+    if args.floor:
+        from streaming.bench_floor import floor_probe
+
+        result["floor"] = floor_probe(spark, s, args.rate, args.seconds, args.floor_events)
     result["sustained_to_ceiling"] = (
         result["sustained_events_per_s"] / result["ceiling_events_per_s"]
         if result["ceiling_events_per_s"]
@@ -421,6 +426,19 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
         "--realtime",
         action="store_true",
         help="also try Spark 4's real-time mode trigger on the stateless part (Kafka -> parse -> Kafka)",
+    )
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure the speed layer's operators doing nothing (Kafka -> parse -> mapInPandas -> "
+        "two Python keyed states -> driver, no features, scoring or Postgres): latency at --rate and "
+        "events/s, per step of that ladder: floors of the real figures on this machine",
+    )
+    p.add_argument(
+        "--floor-events",
+        type=int,
+        default=200_000,
+        help="pre-produced events the --floor throughput runs read, in four batches (default 200000)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--verbose", action="store_true", help="log every micro-batch")

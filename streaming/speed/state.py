@@ -155,7 +155,7 @@ def _terminal_last_ms(st: TerminalState):
     return max(times) // 1_000_000 if times else None
 
 
-def _state_key(id_column: str, buckets: int):
+def state_key(id_column: str, buckets: int):
     key = F.col(id_column) if buckets <= 0 else F.pmod(F.xxhash64(id_column), F.lit(buckets)).cast("string")
     return F.when(F.col("reject_reason").isNull(), key).otherwise(F.lit(REJECTED_KEY))
 
@@ -165,7 +165,7 @@ def _apply(df: DataFrame, id_column: str, buckets: int, kind, context, columns, 
         [f for f in df.schema.fields if f.name != "state_key"]
         + [T.StructField(c, T.DoubleType(), True) for c in columns]
     )
-    keyed = df.withColumn("state_key", _state_key(id_column, buckets))
+    keyed = df.withColumn("state_key", state_key(id_column, buckets))
     fn = _context_fn(kind, context, columns, id_column, last_ms)
 
     def with_key_dropped(key, pdfs, state):
@@ -228,7 +228,7 @@ def with_terminal_context(df: DataFrame, buckets: int = 0) -> DataFrame:
         [f for f in df.schema.fields if f.name != "state_key"]
         + [T.StructField(c, T.DoubleType(), True) for c in TERMINAL_CONTEXT_COLUMNS]
     )
-    keyed = df.withColumn("state_key", _state_key("terminal_id", buckets))
+    keyed = df.withColumn("state_key", state_key("terminal_id", buckets))
     return keyed.groupBy("state_key").transformWithStateInPandas(
         statefulProcessor=TerminalProcessor(),
         outputStructType=out_schema,
