@@ -430,8 +430,8 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--floor",
         action="store_true",
-        help="also measure the speed layer's operators doing nothing (Kafka -> parse -> mapInPandas -> "
-        "two Python keyed states -> driver, no features, scoring or Postgres): latency at --rate and "
+        help="also measure the speed layer's operators doing nothing (Kafka -> parse -> two Python keyed "
+        "states -> mapInPandas -> driver, no features, scoring or Postgres): latency at --rate and "
         "events/s, per step of that ladder: floors of the real figures on this machine",
     )
     p.add_argument(
