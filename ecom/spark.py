@@ -49,8 +49,10 @@ def spark_conf(
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.python.worker.reuse": "true",
         # the contract's validation is one deep CASE WHEN; Java's regex over its plan string recursed past
-        # the default 1 MB thread stack in the stream thread (StackOverflowError seen in `ecom bench stream`)
-        "spark.driver.extraJavaOptions": "-Xss32m",
+        # the default 1 MB thread stack in the stream thread (StackOverflowError seen in `ecom bench stream`).
+        # The JVM's temp files go under the state dir, not /tmp: RocksDB unpacks its 15 MB native library
+        # there at every start and a killed JVM never removes it (hundreds piled up in /tmp and filled a disk)
+        "spark.driver.extraJavaOptions": f'-Xss32m -Djava.io.tmpdir="{s.state_dir / "spark-tmp"}"',
         "spark.ui.showConsoleProgress": "false",
         "spark.local.dir": str(s.state_dir / "spark-tmp"),
         "spark.sql.warehouse.dir": str(s.state_dir / "spark-warehouse"),

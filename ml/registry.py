@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -96,7 +97,11 @@ def load_version(version: str, settings: Settings | None = None, model_name: str
     s = configure(settings)
     name = model_name or s.mlflow.model_name
     mv = client(s).get_model_version(name, str(version))
-    model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    # MLflow downloads the artifacts into a new temporary folder and never removes it (mlflow#12140): every
+    # load (each hot swap, each training's comparison) left a copy of the model in /tmp. Once loaded the
+    # model is in memory, so download into a folder that goes away with the `with`.
+    with tempfile.TemporaryDirectory(prefix="ecom-model-") as tmp:
+        model = mlflow.sklearn.load_model(f"models:/{name}/{version}", dst_path=tmp)
     tags = dict(mv.tags or {})
     if TAG_THRESHOLD not in tags:
         raise EcomError(

@@ -97,6 +97,23 @@ def test_champion_loads_scores_and_explains(stack, lifecycle, train_history):
     assert reasons and all({"feature", "value", "baseline", "text"} <= set(r) for r in reasons)
 
 
+def test_loading_a_version_leaves_no_copy_in_the_temp_folder(
+    stack, lifecycle, train_history, tmp_path, monkeypatch
+):
+    """MLflow's own download folder is never removed; a stream that hot-swaps (or a test session that loads
+    hundreds of versions) filled /tmp with model copies. The loaded model must not depend on the files."""
+    import tempfile
+
+    name, weak1, _, _ = lifecycle
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    champ = registry.load_version(weak1.version, stack, name)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+    tx, cb = train_history
+    enriched, _ = history_context(tx.tail(50), cb)  # the model works without its downloaded files
+    assert champ.version == weak1.version and champ.score(enriched).shape == (50,)
+
+
 def test_alias_move_is_seen_by_the_cheap_poll(stack, lifecycle):
     name, weak1, good, _ = lifecycle
     registry.set_alias(weak1.version, stack, name)

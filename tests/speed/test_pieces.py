@@ -145,6 +145,10 @@ def test_spark_conf_uses_local_jars_and_utc(settings):
     assert any("spark-sql-kafka" in j for j in jars) and all(j.startswith("/") for j in jars)
     assert conf["spark.sql.session.timeZone"] == "UTC"
     assert conf["spark.master"] == settings.spark.master
+    # the JVM's temp files (RocksDB's native library, 15 MB a start) stay under the state dir, not /tmp
+    tmp = settings.state_dir / "spark-tmp"
+    assert f'-Djava.io.tmpdir="{tmp}"' in conf["spark.driver.extraJavaOptions"]
+    assert conf["spark.local.dir"] == str(tmp)
 
 
 def test_missing_connector_jar_is_one_clear_error(settings, tmp_path):
