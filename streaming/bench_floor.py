@@ -21,12 +21,14 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import queue
+import shutil
 import statistics
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -190,13 +192,14 @@ def _start(
 
 
 def _latency_run(
-    spark, settings: Settings, shape: str, rate: float, seconds: float, work: Path
+    spark, settings: Settings, shape: str, rate: float, seconds: float, work: Path, topics: list[str]
 ) -> dict[str, Any]:
     from streaming.bench_stream import _create_topic, _produce_live
 
     tag = uuid.uuid4().hex[:8]
     topic, namespace, warm_ns = f"bench_floor_{tag}", f"f{tag}", f"w{tag}"
     _create_topic(settings, topic)
+    topics.append(topic)
     sink = _Collector(shape, namespace, warm_ns)
     query = _start(
         spark,
@@ -249,7 +252,12 @@ def _throughput_run(
         sink,
         {"availableNow": True},
     )
-    query.awaitTermination()
+    try:
+        query.awaitTermination()  # raises when the query failed: report it like the latency run does
+    except Exception:  # noqa: BLE001 - the error goes into the figures below
+        pass
+    finally:
+        query.stop()
     error = query.exception()
     return {
         "rows": sink.rows,
@@ -272,14 +280,31 @@ def floor_probe(
     events: int = 200_000,
     shapes: tuple[str, ...] = FLOOR_SHAPES,
 ) -> dict[str, Any]:
-    """Latency at `rate` for `seconds` and throughput over `events` pre-produced events, per shape."""
-    from streaming.bench_stream import _create_topic, _produce_live
-    from streaming.speed.query import session_conf
+    """Latency at `rate` for `seconds` and throughput over `events` pre-produced events, per shape.
+    Its topics and checkpoints are removed afterwards."""
+    from streaming.bench import _delete_topics
+    from streaming.bench_stream import _create_topic
 
     work = Path(tempfile.mkdtemp(prefix="bench_floor_", dir=settings.spark.checkpoint_dir.parent))
     tag = uuid.uuid4().hex[:8]
     topic = f"bench_floor_tput_{tag}"
     _create_topic(settings, topic)
+    topics = [topic]
+    try:
+        return _floor_runs(spark, settings, rate, seconds, events, shapes, work, topic, topics)
+    finally:
+        # the probe's events (200k by default) and checkpoints are of no use afterwards
+        _delete_topics(settings, topics)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _floor_runs(
+    spark, settings: Settings, rate, seconds, events, shapes, work: Path, topic: str, topics: list[str]
+) -> dict[str, Any]:
+    from streaming.bench_stream import _produce_live
+    from streaming.speed.query import session_conf
+
+    tag = uuid.uuid4().hex[:8]
     filled: queue.Queue = queue.Queue()
     # the simulator's history replayed as fast as the producer goes (same events for every shape)
     _produce_live(topic, max(float(events), 1.0), 1.0, f"t{tag}", 20_000, filled)
@@ -294,12 +319,13 @@ def floor_probe(
         "state_buckets": settings.spark.state_buckets,
         "shapes": {},
     }
-    ((key, value),) = PROBE_CONF.items()
-    with session_conf(spark, key, value):
+    with ExitStack() as confs:
+        for key, value in PROBE_CONF.items():
+            confs.enter_context(session_conf(spark, key, value))
         for shape in shapes:
             result["shapes"][shape] = {
                 "pipeline": FLOOR_PIPELINES[shape],
-                **_latency_run(spark, settings, shape, rate, seconds, work),
+                **_latency_run(spark, settings, shape, rate, seconds, work, topics),
                 "throughput": _throughput_run(spark, settings, shape, topic, available, work),
             }
     return result
