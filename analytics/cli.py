@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from ecom.errors import EcomError
+from kernel.errors import EcomError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -78,7 +78,7 @@ def run_analytics(args: argparse.Namespace) -> int:
                 f"before the last {last.date()}"
             )
     if args.mlflow:
-        from ecom.settings import get_settings
+        from kernel.settings import get_settings
 
         tracking.check_reachable(get_settings().mlflow.tracking_uri)
     try:

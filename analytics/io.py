@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecom.errors import EcomError
+from kernel.errors import EcomError
 
 CANONICAL = ("customer_id", "order_id", "order_time", "amount", "product_id", "quantity")
 

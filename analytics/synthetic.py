@@ -2,7 +2,7 @@
 
 Known structure: customer value tiers (high / mid / low: purchase rate, spend and lifetime differ), products in
 categories and brands with a price, and planted co-purchase pairs (when the first product of a pair is in a
-basket, the second is added with probability `pair_prob`). The shop simulator (streaming.simulator) produces
+basket, the second is added with probability `pair_prob`). The shop simulator (events.simulator) produces
 full contract events; this one produces only what analytics reads, 1M orders in seconds.
 """
 

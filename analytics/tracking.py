@@ -1,7 +1,7 @@
 """MLflow adapter of the analytics room: lifetime-value validation and recommender evaluation runs.
 
 One experiment (`customer_analytics`), one run per refresh, with the fitted parameters as params and the
-hold-out errors / ranking metrics as metrics. The tracking URI comes from ecom.settings.
+hold-out errors / ranking metrics as metrics. The tracking URI comes from kernel.settings.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import os
 import pandas as pd
 import requests
 
-from ecom.errors import EcomError
-from ecom.settings import get_settings
+from kernel.errors import EcomError
+from kernel.settings import get_settings
 
 EXPERIMENT = "customer_analytics"
 

@@ -15,7 +15,7 @@ import psycopg
 
 from dashboards.native import render
 from dashboards.spec import CardSpec, DashboardSpec
-from ecom.settings import Settings
+from kernel.settings import Settings
 
 
 @dataclass

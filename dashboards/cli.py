@@ -8,8 +8,8 @@ from pathlib import Path
 
 import psycopg
 
-from ecom.errors import EcomError
-from ecom.settings import get_settings
+from kernel.errors import EcomError
+from kernel.settings import get_settings
 
 
 def _specs(args: argparse.Namespace):

@@ -28,8 +28,8 @@ from urllib.parse import urlparse
 import requests
 
 from dashboards.spec import PARAMETER_TYPES, CardSpec, DashboardSpec
-from ecom.errors import EcomError
-from ecom.settings import Settings
+from kernel.errors import EcomError
+from kernel.settings import Settings
 
 ROOT_COLLECTION = "ecom-lambda"
 ID_NAMESPACE = uuid.UUID("6f1c8c2e-5a43-4b8e-9d7e-0e3c2d1a9b55")

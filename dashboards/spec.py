@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ecom.errors import EcomError
+from kernel.errors import EcomError
 
 GRID_WIDTH = 24  # Metabase's dashboard grid has 24 columns (since v0.46)
 

@@ -10,20 +10,20 @@ import argparse
 import importlib
 import sys
 
-from ecom.errors import EcomError
+from kernel.errors import EcomError
 
 # room modules that contribute sub-commands, in help order
 COMMAND_MODULES = [
     "ecom.stack_cli",
+    "events.cli",
     "streaming.cli",
-    "streaming.speed_cli",
     "ml.cli",
     "orchestration.cli",
     "analytics.cli",
     "expectations.cli",
     "dashboards.cli",
     "ecom.cluster_cli",
-    "ecom.bench_cli",
+    "bench.cli",
     "ecom.demo",
 ]
 

@@ -1,11 +1,11 @@
-"""`ecom cluster up|down|status`: the local Spark standalone cluster (see ecom/spark_cluster.py)."""
+"""`ecom cluster up|down|status`: the local Spark standalone cluster (see stack/spark_cluster.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from ecom import spark_cluster
+from stack import spark_cluster
 
 
 def _up(args: argparse.Namespace) -> int:

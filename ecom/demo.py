@@ -30,9 +30,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ecom.errors import EcomError
-from ecom.settings import Settings, get_settings, service_env
-from ecom.stack import kill_tree
+from kernel.errors import EcomError
+from kernel.settings import Settings, get_settings, service_env
+from stack.services import kill_tree
 
 
 def _stamp(settings: Settings, step: str) -> Path:
@@ -128,7 +128,7 @@ def _shop_start(settings: Settings, days: int) -> str:
 
 def _wait_for_drain(settings: Settings, since: float, timeout_s: float) -> None:
     """Wait until the speed query reports a batch committed after `since` with no Kafka lag left."""
-    from ecom.db import connect
+    from kernel.db import connect
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -148,7 +148,7 @@ def _wait_for_drain(settings: Settings, since: float, timeout_s: float) -> None:
 
 def summary(settings: Settings) -> dict[str, object]:
     """What the platform holds now, read from Postgres and MLflow."""
-    from ecom.db import connect
+    from kernel.db import connect
 
     out: dict[str, object] = {}
     with connect(settings) as conn:

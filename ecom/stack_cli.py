@@ -1,4 +1,4 @@
-"""`ecom up`, `ecom down`, `ecom status`: the local stack (see ecom/stack.py)."""
+"""`ecom up`, `ecom down`, `ecom status`: the local stack (see stack/services.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import sys
 import time
 
-from ecom import stack
-from ecom.settings import get_settings
+from kernel.settings import get_settings
+from stack import services as stack
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -16,6 +16,12 @@ def _up(args: argparse.Namespace) -> int:
     statuses = stack.up(progress=lambda msg: print(f"  {msg}", flush=True))
     print(f"stack healthy in {time.monotonic() - t0:.1f} s")
     _print_table(statuses)
+    if args.bootstrap_model:
+        from ml.bootstrap import ensure_bootstrap_champion
+
+        print("  champion: training a bootstrap model on simulated data when the registry has none ...")
+        version = ensure_bootstrap_champion()
+        print(f"  champion: {get_settings().mlflow.model_name} v{version}")
     return 0
 
 
@@ -46,6 +52,11 @@ def _print_table(statuses: list[dict]) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "up", help="start the local stack (Postgres, Kafka, MLflow, Dagster) and wait until healthy"
+    )
+    p.add_argument(
+        "--bootstrap-model",
+        action="store_true",
+        help="when the registry has no champion, train one on simulated data (the stream only scores)",
     )
     p.set_defaults(func=_up)
     p = subparsers.add_parser("down", help="stop everything `ecom up` started")

@@ -139,7 +139,7 @@ def suite_assets(project_dir: Path) -> dict[str, tuple[str, ...]]:
 
 def suite_names(project_dir: Path | None = None) -> list[str]:
     if project_dir is None:
-        from ecom.settings import get_settings
+        from kernel.settings import get_settings
 
         project_dir = get_settings().dbt.project_dir
     return list(suite_assets(project_dir))

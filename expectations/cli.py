@@ -8,8 +8,8 @@ import http.server
 import json
 import sys
 
-from ecom.errors import EcomError
-from ecom.settings import get_settings
+from kernel.errors import EcomError
+from kernel.settings import get_settings
 
 BLOCKING_EXIT = 1  # a critical expectation failed: what depends on the data must not run
 

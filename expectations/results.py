@@ -2,7 +2,7 @@
 
 `expectation_rows()` and `score()` are pure (a GX validation result as a dict in, rows and a number out);
 `store_rows()` is the only function here that touches Postgres. The weights live only here: each stored
-row carries its weight, so the SQL views (ecom/sql/060_quality.sql) compute the same score without a copy.
+row carries its weight, so the SQL views (kernel/sql/060_quality.sql) compute the same score without a copy.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from ecom.db import connect
-from ecom.settings import Settings
+from kernel.db import connect
+from kernel.settings import Settings
 
 # a critical failure costs three warnings: it blocks the pipeline, a warning only flags it
 SEVERITY_WEIGHTS: dict[str, float] = {"critical": 3.0, "warning": 1.0, "info": 0.0}

@@ -5,7 +5,7 @@ suites, validation definitions and checkpoints are committed; `uncommitted/` (va
 Docs) is git-ignored. The suites are *defined* in `expectations/suites.py`; `sync_context()` writes them
 into the context only when they changed, so the committed JSON is a faithful, reviewable rendering of the
 code. The Postgres connection string is never written: the datasource says `${ECOM_PG_URL}` and GX
-substitutes it from the environment, which `open_context()` fills from `ecom.settings.service_env()`.
+substitutes it from the environment, which `open_context()` fills from `kernel.settings.service_env()`.
 
 Every suite has one checkpoint (so a Dagster check can run one suite), whose UpdateDataDocsAction
 rebuilds the Data Docs on every run. A suite whose relation (or a relation its queries read) does not
@@ -27,9 +27,6 @@ from typing import Any
 
 import psycopg
 
-from ecom.db import connect
-from ecom.errors import EcomError
-from ecom.settings import Settings, get_settings, service_env
 from expectations.catalog import ForeignKey, Targets, Thresholds, fact_foreign_keys
 from expectations.docs_site import localize_site
 from expectations.results import (
@@ -41,6 +38,9 @@ from expectations.results import (
     store_rows,
 )
 from expectations.suites import SuiteSpec, build_suites
+from kernel.db import connect
+from kernel.errors import EcomError
+from kernel.settings import Settings, get_settings, service_env
 
 DATASOURCE = "ecom_pg"
 BATCH_DEFINITION = "whole_table"

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import great_expectations as gx
 from great_expectations.expectations import Expectation
 
+from events.contract import SUPPORTED_SCHEMA_VERSIONS, enum_values, field_names, load_schema
 from expectations.catalog import CRITICAL, SUITE_ASSETS, WARNING, ForeignKey, Targets, Thresholds
-from streaming.contract import SUPPORTED_SCHEMA_VERSIONS, enum_values, field_names, load_schema
 
 
 @dataclass

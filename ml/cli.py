@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
-from ecom.errors import EcomError
-from ecom.settings import get_settings
+from kernel.errors import EcomError
+from kernel.settings import get_settings
 
 
 def _positive(kind: type) -> Any:

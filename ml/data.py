@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ecom.settings import Settings, get_settings
+from kernel.settings import Settings, get_settings
 from ml.features import INPUT_COLUMNS
 
 # the master dataset columns training reads: exactly what the feature code reads
@@ -68,8 +68,8 @@ def simulated_history(
     days: int = 60,
     **kw: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Labelled history from the shop simulator (streaming.simulator), as (transactions, chargebacks)."""
-    from streaming.simulator import ShopSimulator, SimConfig
+    """Labelled history from the shop simulator (events.simulator), as (transactions, chargebacks)."""
+    from events.simulator import ShopSimulator, SimConfig
 
     sim = ShopSimulator(
         SimConfig(
@@ -88,7 +88,7 @@ def load_master(
     settings: Settings | None = None, since: datetime | None = None, until: datetime | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The batch layer's immutable truth: master.transactions (event_time in [since, until)) + chargebacks."""
-    from ecom.db import connect
+    from kernel.db import connect
 
     s = settings or get_settings()
     where, params = [], []
@@ -111,7 +111,7 @@ def load_chargebacks(
     settings: Settings | None = None, reported_since: datetime | None = None
 ) -> pd.DataFrame:
     """Chargebacks joined to their transaction's terminal; the stream passes the last CHARGEBACK_LOOKBACK."""
-    from ecom.db import connect
+    from kernel.db import connect
 
     s = settings or get_settings()
     sql = (

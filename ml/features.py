@@ -46,7 +46,7 @@ CUSTOMER_CHARGEBACK_WINDOW = pd.Timedelta(days=30)
 # how far back the chargebacks handed to history_context must reach (the longest window above)
 CHARGEBACK_LOOKBACK = max(TERMINAL_CHARGEBACK_WINDOW, CUSTOMER_CHARGEBACK_WINDOW)
 
-# contract columns the feature code reads (all in streaming/contract/transaction.v1.json)
+# contract columns the feature code reads (all in events/contract/transaction.v1.json)
 INPUT_COLUMNS = [
     "transaction_id",
     "customer_id",

@@ -1,6 +1,6 @@
 """The fraud model registry: MLflow's registered model `fraud_detector` and its `champion` alias.
 
-The speed layer calls `ensure_bootstrap_champion()` once, `load_champion()` to score, and polls the cheap
+The speed layer calls `load_champion()` to score, and polls the cheap
 `champion_version()` between micro-batches to switch to a new champion without a restart. Training
 (ml/train.py) logs and registers versions here; promotion is `set_alias`, done only by the gate.
 
@@ -11,12 +11,9 @@ time, so `mlflow.sklearn.load_model` loads them anywhere the project's code is i
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +21,8 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from ecom.errors import EcomError
-from ecom.settings import Settings, get_settings
+from kernel.errors import EcomError
+from kernel.settings import Settings, get_settings
 from ml.features import FEATURE_COLUMNS
 
 TAG_THRESHOLD = "threshold"
@@ -126,7 +123,7 @@ def load_champion(settings: Settings | None = None, model_name: str | None = Non
     if version is None:
         raise EcomError(
             f"registered model '{name}' has no '{s.mlflow.champion_alias}' alias yet; run `ecom train` "
-            "(or call ml.registry.ensure_bootstrap_champion())"
+            "(or `ecom up --bootstrap-model` for one trained on simulated data)"
         )
     return load_version(version, s, name)
 
@@ -200,47 +197,3 @@ def _pip_requirements() -> list[str]:
     return [
         f"{p}=={version(p)}" for p in ("scikit-learn", "numpy", "pandas", "scipy", "skops", "threadpoolctl")
     ]
-
-
-@contextmanager
-def _bootstrap_lock(s: Settings, name: str) -> Iterator[None]:
-    # several processes (stream, tests, Dagster) may ask at once: only one trains
-    path = s.state_dir / "locks" / f"ml_bootstrap_{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def ensure_bootstrap_champion(
-    settings: Settings | None = None, model_name: str | None = None, **sim: Any
-) -> str:
-    """The champion version; when the registry has none, train one on simulated data and promote it.
-
-    Goes through the same training, registry and gate path as every retrain (never a hard-coded scorer).
-    """
-    s = _settings(settings)
-    name = model_name or s.mlflow.model_name
-    version = champion_version(s, name)
-    if version is not None:
-        return version
-    with _bootstrap_lock(s, name):
-        version = champion_version(s, name)
-        if version is not None:
-            return version
-        from ml.data import simulated_history
-        from ml.train import TrainConfig, train
-
-        params = {"seed": 7, "n_customers": 20000, "n_products": 300, "n_merchants": 50, "days": 60, **sim}
-        tx, cb = simulated_history(**params)
-        # the small grid: a bootstrap must be quick; the scheduled retrains run the full selection
-        cfg = TrainConfig(quick=True, source=f"bootstrap: simulator {params}")
-        result = train(tx, cb, cfg, settings=s, model_name=name)
-        if not result.promoted:
-            raise EcomError(
-                f"bootstrap model {name} v{result.version} was not promoted: {result.decision.reason}"
-            )
-        return result.version

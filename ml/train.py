@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecom.errors import EcomError
-from ecom.settings import Settings, get_settings
+from kernel.errors import EcomError
+from kernel.settings import Settings, get_settings
 from ml import evaluate
 from ml.features import FEATURE_COLUMNS, history_context
 from ml.model import DEFAULT_PARAMS, VARIANTS, build_pipeline, features_of, score, scorer_of

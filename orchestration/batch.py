@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from ecom.settings import Settings, get_settings, service_env
+from kernel.settings import Settings, get_settings, service_env
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import contextlib
 import json
 import sys
 
-from ecom.errors import EcomError
-from ecom.settings import get_settings
+from kernel.errors import EcomError
+from kernel.settings import get_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -8,8 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from ecom.errors import EcomError
-from ecom.settings import Settings, get_settings, service_env
+from kernel.errors import EcomError
+from kernel.settings import Settings, get_settings, service_env
 
 
 def dbt_command(args: list[str], settings: Settings | None = None, env: dict[str, str] | None = None):

@@ -1,4 +1,4 @@
-"""Shared Dagster resources, built from the one settings object (ecom.settings), for every domain.
+"""Shared Dagster resources, built from the one settings object (kernel.settings), for every domain.
 
 Domains import `shared_resources()` (or the single builders) instead of constructing their own: the
 instances are cached so `Definitions.merge` sees the *same* object under each key (it rejects two
@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 
-from ecom.settings import Settings, get_settings
+from kernel.settings import Settings, get_settings
 
 
 class PostgresResource(dg.ConfigurableResource):

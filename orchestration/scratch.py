@@ -1,6 +1,6 @@
 """Throwaway platform databases for the benchmark and for tests that must not touch the shared one.
 
-A scratch database gets the same migrations as `ecom` (ecom/sql/*.sql) and dbt is pointed at it through
+A scratch database gets the same migrations as `ecom` (kernel/sql/*.sql) and dbt is pointed at it through
 ECOM_PG_DB (dbt_project/profiles.yml reads the connection from the environment).
 """
 
@@ -11,9 +11,9 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ecom import db
-from ecom.errors import EcomError
-from ecom.settings import Settings, get_settings
+from kernel import db
+from kernel.errors import EcomError
+from kernel.settings import Settings, get_settings
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from streaming.contract import enum_values
+from events.contract import enum_values
 
 COUNTRIES = ["US", "GB", "DE", "FR", "CA", "ES", "IT", "NL"]
 

@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from ecom import stack as stack_mod
-from ecom.settings import Settings, get_settings
+from kernel.settings import Settings, get_settings
+from stack import services as stack_mod
 
 
 @pytest.fixture(scope="session")
@@ -32,14 +32,18 @@ def stack(settings: Settings):
 # rooms in pipeline order: a fresh stack then fills the way the platform does (events before the speed
 # layer, the batch layer before what reads its marts), and the fault-injection suites run last
 ROOM_ORDER = [
+    "kernel",
     "stack",
     "events",
-    "speed",
-    "batch",
+    "streaming",
+    "bench",
+    "orchestration",
     "ml",
     "analytics",
-    "quality",
-    "metabase",
+    "expectations",
+    "dashboards",
+    "ecom",
+    "architecture",
     "security",
     "reliability",
 ]

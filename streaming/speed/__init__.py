@@ -2,9 +2,12 @@
 customer's and terminal's recent context (keyed state) and the batch layer's baselines, scores it with the
 champion fraud model and writes it to Postgres exactly once.
 
-    transforms.py  pure DataFrame -> DataFrame steps (parse, validate, flatten)
     state.py       per-customer / per-terminal window state (applyInPandasWithState, with a watermark)
     scoring.py     the champion model on the executors (mapInPandas over Arrow), hot-swapped between batches
-    sink.py        foreachBatch -> one Postgres transaction per batch (COPY + ON CONFLICT + batch marker)
-    query.py       assembles the query from settings (topic, checkpoint, trigger, query name)
+    query.py       assembles the query from settings (topic, checkpoint, trigger, query name) and its
+                   foreachBatch writer
+
+Shared with the batch landing, one level up: `streaming.transforms` (parse, validate, flatten),
+`streaming.sink` (one Postgres transaction per batch: COPY + ON CONFLICT + batch marker) and
+`streaming.common` (batch metrics, checkpoint guard).
 """

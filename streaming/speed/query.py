@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,17 +24,24 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ecom.errors import EcomError
-from ecom.settings import Settings, get_settings
-from streaming.speed import transforms
-from streaming.speed.scoring import OUTPUT_SCHEMA, SPEED_COLUMNS, ChampionCache, make_scorer
-from streaming.speed.sink import (
+from kernel.errors import EcomError
+from kernel.settings import Settings, get_settings
+from streaming import transforms
+from streaming.common import (
+    KafkaLag,
+    check_checkpoint,
+    latencies_ms,
+    latency_percentiles,
+    session_conf,
+)
+from streaming.sink import (
     QUARANTINE_COLUMNS,
     QUARANTINE_CONFLICT,
     PostgresBatchSink,
     TableWrite,
     quarantine_rows,
 )
+from streaming.speed.scoring import OUTPUT_SCHEMA, SPEED_COLUMNS, ChampionCache, make_scorer
 from streaming.speed.state import with_customer_context, with_terminal_context
 
 log = logging.getLogger("ecom.speed")
@@ -123,49 +129,6 @@ def enriched_stream(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
     return with_terminal_context(with_customer_context(watermarked, cfg.state_buckets), cfg.state_buckets)
 
 
-class KafkaLag:
-    """Records behind the log end after a batch: end offsets (one metadata call) minus positions consumed."""
-
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
-        self.topic = topic
-        self.positions: dict[int, int] = {}
-        self._consumer = None
-
-    def advance(self, partitions: np.ndarray, offsets: np.ndarray) -> None:
-        for p in np.unique(partitions):
-            top = int(offsets[partitions == p].max()) + 1
-            self.positions[int(p)] = max(self.positions.get(int(p), 0), top)
-
-    def lag(self) -> int | None:
-        try:
-            from kafka import KafkaConsumer, TopicPartition
-
-            if self._consumer is None:
-                self._consumer = KafkaConsumer(
-                    bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
-                )
-            parts = self._consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in parts]
-            ends = self._consumer.end_offsets(tps)
-            return int(sum(max(0, end - self.positions.get(tp.partition, end)) for tp, end in ends.items()))
-        except Exception as exc:  # metrics must never fail a batch
-            log.debug("kafka lag unavailable: %s", exc)
-            return None
-
-
-def _latencies_ms(kafka_ts: pa.ChunkedArray, now_s: float) -> np.ndarray:
-    ts = kafka_ts.cast(pa.timestamp("us", tz="UTC")).to_numpy(zero_copy_only=False).astype("datetime64[us]")
-    return now_s * 1000.0 - ts.astype(np.int64) / 1000.0
-
-
-def _percentiles(values: np.ndarray) -> dict[str, float | None]:
-    if len(values) == 0:
-        return {"latency_p50_ms": None, "latency_p95_ms": None, "latency_p99_ms": None}
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {"latency_p50_ms": float(p50), "latency_p95_ms": float(p95), "latency_p99_ms": float(p99)}
-
-
 def _columns(table: pa.Table, names: list[str]) -> list[list]:
     return [table.column(n).to_pylist() for n in names]
 
@@ -225,8 +188,8 @@ class SpeedBatchWriter:
             "compute_ms": (t_computed - t0) * 1000.0,
         }
         if self.sink is None:  # no-op sink (benchmark ceiling): the same work up to the write
-            lat = _latencies_ms(table.column("kafka_timestamp"), time.time())
-            summary.update(rows_written=0, duration_ms=(time.time() - t0) * 1000, **_percentiles(lat))
+            lat = latencies_ms(table.column("kafka_timestamp"), time.time())
+            summary.update(rows_written=0, duration_ms=(time.time() - t0) * 1000, **latency_percentiles(lat))
             self._report(summary)
             return
         writes = [
@@ -277,7 +240,7 @@ class SpeedBatchWriter:
                 "duration_ms": (time.time() - t0) * 1000.0,
                 "kafka_lag": self.lag.lag(),
                 "model_version": bc.version,
-                **_percentiles(_latencies_ms(kafka_ts, time.time())),
+                **latency_percentiles(latencies_ms(kafka_ts, time.time())),
             }
             summary.update(values)
             return values
@@ -370,26 +333,6 @@ def _recorded_state_buckets(path: Path) -> int | None:
     return value
 
 
-def check_checkpoint(cfg: StreamConfig, settings: Settings | None = None) -> None:
-    """Refuse a fresh checkpoint for a query name that already committed batches (its batch ids restart at 0
-    and would be taken for replays, i.e. silently skipped)."""
-    if cfg.sink != "postgres":
-        return
-    offsets = cfg.checkpoint / "offsets"
-    if offsets.is_dir() and any(offsets.iterdir()):
-        return
-    from ecom.db import connect
-
-    with connect(settings) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM speed.batch_commits WHERE query_name = %s", (cfg.query_name,))
-        n = cur.fetchone()[0]
-    if n:
-        raise EcomError(
-            f"query '{cfg.query_name}' already committed {n} batches but checkpoint {cfg.checkpoint} is new; "
-            "restore that checkpoint or start under a new --query-name"
-        )
-
-
 def start_speed_query(
     spark: SparkSession,
     cfg: StreamConfig,
@@ -426,17 +369,3 @@ def start_speed_query(
     # count of its state (a restored one keeps its own), so set it for this start only
     with session_conf(spark, "spark.sql.shuffle.partitions", str(cfg.state_partitions)):
         return stream.start()
-
-
-@contextmanager
-def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
-    """Set one Spark SQL conf for the duration of the block, then restore what was there."""
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)

@@ -28,7 +28,7 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from ecom.settings import Settings, get_settings
+from kernel.settings import Settings, get_settings
 from ml.features import CHARGEBACK_LOOKBACK, MIN_HABIT_HISTORY, chargeback_context
 
 log = logging.getLogger("ecom.speed.scoring")
@@ -250,7 +250,7 @@ def make_scorer(
 # ------------------------------------------------------------------------------------------ driver side
 def load_baselines(settings: Settings | None = None) -> pd.DataFrame | None:
     """marts.customer_baselines (None when the batch layer has not built it yet: cold start, never fail)."""
-    from ecom.db import connect
+    from kernel.db import connect
 
     s = settings or get_settings()
     with connect(s) as conn, conn.cursor() as cur:
@@ -292,14 +292,12 @@ class ChampionCache:
         model_name: str | None = None,
         poll_interval_s: float = 2.0,
         context_refresh_s: float = 60.0,
-        bootstrap: bool = True,
     ) -> None:
         self.spark = spark
         self.settings = settings or get_settings()
         self.model_name = model_name or self.settings.mlflow.model_name
         self.poll_interval_s = poll_interval_s
         self.context_refresh_s = context_refresh_s
-        self.bootstrap = bootstrap
         self._champion_bc = None
         self._version: str | None = None
         self._threshold = float("nan")
@@ -311,11 +309,8 @@ class ChampionCache:
     def _poll_version(self) -> str | None:
         from ml import registry
 
-        version = registry.champion_version(self.settings, self.model_name)
-        if version is None and self.bootstrap:
-            log.warning("no champion for %s: training a bootstrap model on simulated data", self.model_name)
-            version = registry.ensure_bootstrap_champion(self.settings, self.model_name)
-        return version
+        # the stream only scores: a missing champion is an error below, never a reason to train here
+        return registry.champion_version(self.settings, self.model_name)
 
     def current(self, force: bool = False) -> Broadcasts:
         """Broadcasts for the next batch; loads a new champion when the alias moved."""
@@ -338,9 +333,12 @@ class ChampionCache:
                 version = self._version
             self._checked_at = now
             if version is None:
-                from ecom.errors import EcomError
+                from kernel.errors import EcomError
 
-                raise EcomError(f"registered model '{self.model_name}' has no champion; run `ecom train`")
+                raise EcomError(
+                    f"registered model '{self.model_name}' has no champion; train one with `ecom train` "
+                    "(or `ecom up --bootstrap-model` for a first one trained on simulated data)"
+                )
             if version != self._version:
                 champion = registry.load_version(version, self.settings, self.model_name)
                 old = self._champion_bc

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analytics.io import lines_from_events
-from streaming.simulator import ShopSimulator, SimConfig
+from events.simulator import ShopSimulator, SimConfig
 
 SIM = SimConfig(
     seed=7, n_customers=2000, n_products=300, n_merchants=50, days=180, start=datetime(2026, 1, 1, tzinfo=UTC)

@@ -206,13 +206,13 @@ def test_dagster_path_equals_csv_path_and_checks_pass(shop, settings, tmp_path, 
 
 
 def test_migration_declares_the_columns_the_refresh_writes(shop_result):
-    """ecom/sql/050_analytics.sql creates the tables empty before the first refresh: same columns, same order."""
+    """kernel/sql/050_analytics.sql creates the tables empty before the first refresh: same columns, same order."""
     import re
     from pathlib import Path
 
-    import ecom.db
+    import kernel.db
 
-    sql = (Path(ecom.db.SQL_DIR) / "050_analytics.sql").read_text()
+    sql = (Path(kernel.db.SQL_DIR) / "050_analytics.sql").read_text()
     declared = {
         m.group(1): re.findall(r'^\s+"(\w+)"', m.group(2), flags=re.M)
         for m in re.finditer(r"CREATE TABLE IF NOT EXISTS analytics\.(\w+) \((.*?)\n\);", sql, flags=re.S)

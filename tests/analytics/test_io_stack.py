@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analytics import io
-from ecom.db import connect
+from kernel.db import connect
 
 pytestmark = pytest.mark.stack
 
@@ -103,7 +103,7 @@ def _build_order_lines(settings) -> None:
     import os
     import subprocess
 
-    from ecom.settings import service_env
+    from kernel.settings import service_env
 
     out = subprocess.run(
         [

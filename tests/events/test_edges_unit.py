@@ -10,10 +10,10 @@ import pytest
 from kafka.partitioner.default import DefaultPartitioner
 
 from ecom.cli import main
-from ecom.errors import EcomError
-from streaming.contract import validate_chargeback, validate_transaction
-from streaming.producer import LabelOutbox, dead_letter_record, partition_for_key
-from streaming.replay import ColumnMapping, convert_rows, read_table
+from events.contract import validate_chargeback, validate_transaction
+from events.producer import LabelOutbox, dead_letter_record, partition_for_key
+from events.replay import ColumnMapping, convert_rows, read_table
+from kernel.errors import EcomError
 
 MAPPING = ColumnMapping(
     {

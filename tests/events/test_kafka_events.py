@@ -18,12 +18,12 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from ecom.cli import main
-from ecom.db import connect
-from ecom.errors import EcomError
-from streaming.producer import EventProducer, LabelOutbox, partition_for_key
-from streaming.replay import ColumnMapping, replay_file
-from streaming.simulator import SCENARIOS, ShopSimulator, SimConfig
-from streaming.simulator.reference import write_reference
+from events.producer import EventProducer, LabelOutbox, partition_for_key
+from events.replay import ColumnMapping, replay_file
+from events.simulator import SCENARIOS, ShopSimulator, SimConfig
+from events.simulator.reference import write_reference
+from kernel.db import connect
+from kernel.errors import EcomError
 
 pytestmark = pytest.mark.stack
 PARTITIONS = 6

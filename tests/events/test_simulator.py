@@ -11,8 +11,8 @@ import orjson
 import pandas as pd
 import pytest
 
-from streaming.contract import validate_chargeback, validate_transaction
-from streaming.simulator import SCENARIOS, ShopSimulator, SimConfig
+from events.contract import validate_chargeback, validate_transaction
+from events.simulator import SCENARIOS, ShopSimulator, SimConfig
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 
@@ -303,7 +303,7 @@ def test_a_history_sent_as_head_and_tail_is_the_history_sent_at_once():
 def test_paced_slices_span_small_chunks_and_labels_follow_their_events():
     """Chunks smaller than a slice (a quiet simulated day) must not each cost a tick: that capped the
     stream benchmark's history workload at ~5,000 events/s whatever the asked rate."""
-    from streaming.producer import paced
+    from events.producer import paced
 
     chunks = [([f"e{d}-{i}" for i in range(30)], [f"label-of-day-{d}"]) for d in range(10)]
     out = list(paced(chunks, rate=100_000, tick_s=0.001))  # 100 events per slice

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecom.errors import EcomError
+from kernel.errors import EcomError
 from ml.evaluate import METRIC_KEYS, compute_metrics, threshold_for_budget
 from ml.train import TrainConfig, decide, labels_known_at, plan_windows
 

@@ -124,10 +124,13 @@ def test_alias_move_is_seen_by_the_cheap_poll(stack, lifecycle):
 
 
 def test_bootstrap_champion_on_the_real_model(stack):
-    """The speed layer's entry point: a champion of settings.mlflow.model_name exists afterwards (trained on
-    the simulator through the same path when the registry had none); a second call is a cheap no-op."""
-    version = registry.ensure_bootstrap_champion(stack)
+    """`ecom up --bootstrap-model`'s entry point: a champion of settings.mlflow.model_name exists afterwards
+    (trained on the simulator through the same path when the registry had none); a second call is a cheap
+    no-op."""
+    from ml.bootstrap import ensure_bootstrap_champion
+
+    version = ensure_bootstrap_champion(stack)
     assert version == registry.champion_version(stack)
-    assert registry.ensure_bootstrap_champion(stack) == version
+    assert ensure_bootstrap_champion(stack) == version
     champ = registry.load_champion(stack)
     assert champ.version == version and champ.feature_columns

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.speed.support import register_test_versions, unique
+from tests.streaming.support import register_test_versions, unique
 
 
 @pytest.fixture(scope="session")
 def spark():
-    from ecom.spark import get_spark
+    from kernel.spark import get_spark
 
     return get_spark("ecom-tests-reliability")
 

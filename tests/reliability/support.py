@@ -1,7 +1,7 @@
 """Helpers of the reliability suite: fresh events, paced producing, counting own rows, stream subprocesses,
 private brokers/databases, and the fuzzer of malformed payloads.
 
-Builds on the speed layer's test helpers (tests/speed/support.py) instead of copying them.
+Builds on the speed layer's test helpers (tests/streaming/support.py) instead of copying them.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any
 import psutil
 from kafka import KafkaProducer
 
-from ecom.db import connect
-from ecom.settings import REPO_ROOT, Settings, load_settings
-from streaming.contract import validate_transaction
-from tests.speed.support import make_events
+from events.contract import validate_transaction
+from kernel.db import connect
+from kernel.settings import REPO_ROOT, Settings, load_settings
+from tests.streaming.support import make_events
 
 # ---------------------------------------------------------------------------------------------------------
 # events and producing
@@ -250,7 +250,7 @@ def private_service(name: str, shared: Settings, monkeypatch, tag: str) -> Itera
     """
     import shutil
 
-    from ecom import stack as stack_mod
+    from stack import services as stack_mod
 
     state = REPO_ROOT / ".local" / "test-stacks" / f"{tag}-{os.getpid()}-{free_port()}"
     state.mkdir(parents=True)

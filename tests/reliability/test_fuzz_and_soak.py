@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from ecom.db import connect
+from kernel.db import connect
 from tests.reliability.support import (
     PacedProducer,
     ecom_cmd,
@@ -29,7 +29,7 @@ from tests.reliability.support import (
     tree_rss_mb,
     wait_for,
 )
-from tests.speed.support import create_topic, unique
+from tests.streaming.support import create_topic, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -185,7 +185,7 @@ def test_soak_at_a_high_rate_records_latency_and_memory_and_loses_nothing(stack,
 
 
 def test_string_fields_holding_another_json_type_are_quarantined(stack, spark, model_name, tmp_path):
-    from streaming.contract import validate_transaction
+    from events.contract import validate_transaction
     from streaming.speed.query import StreamConfig, start_speed_query
     from tests.reliability.support import STRING_FIELD_WRONG_TYPES
 

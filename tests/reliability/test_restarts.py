@@ -19,7 +19,7 @@ from tests.reliability.support import (
     speed_rows,
     wait_for,
 )
-from tests.speed.support import create_topic, unique
+from tests.streaming.support import create_topic, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

@@ -9,8 +9,8 @@ import time
 import psutil
 import pytest
 
-from ecom import spark_cluster
-from ecom.settings import REPO_ROOT, load_settings
+from kernel.settings import REPO_ROOT, load_settings
+from stack import spark_cluster
 from tests.reliability.support import (
     ecom_cmd,
     free_port,
@@ -23,7 +23,7 @@ from tests.reliability.support import (
     start,
     tail,
 )
-from tests.speed.support import create_topic, unique
+from tests.streaming.support import create_topic, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -98,7 +98,7 @@ def test_stream_on_a_standalone_cluster_reads_a_12_partition_topic(cluster_setti
     assert proc.returncode == 0, tail(log)
     assert seen_app, "the stream never registered with the standalone master"
     assert speed_rows(ids) == (1200, 1200)
-    from ecom.db import connect
+    from kernel.db import connect
 
     with connect() as conn:
         partitions = conn.execute(

@@ -18,9 +18,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ecom import stack as stack_mod
-from ecom.db import connect
-from ecom.settings import REPO_ROOT, load_settings
+from kernel.db import connect
+from kernel.settings import REPO_ROOT, load_settings
+from stack import services as stack_mod
 
 LOOPBACK = {"127.0.0.1", "::1"}
 
@@ -138,7 +138,7 @@ def test_the_scanner_finds_planted_credentials():
     assert [h.split(":")[1] for h in hits] == ["1", "2", "3"], hits
 
 
-ALLOWED_FAKES = ("tests/security/", "tests/metabase/")
+ALLOWED_FAKES = ("tests/security/", "tests/dashboards/")
 
 
 def test_no_credential_in_tracked_files():
@@ -218,7 +218,7 @@ def _ecom(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 def test_injection_through_replay_mapping_values_and_query_name_is_inert(stack, canary, tmp_path):
     """A CSV whose column names and values are SQL, replayed to Kafka and landed into master by `ecom land`
     under a query name that is SQL too: the values arrive literally, nothing else runs."""
-    from tests.speed.support import create_topic, unique
+    from tests.streaming.support import create_topic, unique
 
     topic, labels = unique("t_sec_replay"), unique("t_sec_labels")
     create_topic(stack, topic, partitions=1)

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from ecom.settings import REPO_ROOT
+from kernel.settings import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 ENV = {"ECOM_PG_PASSWORD": "x", "METABASE_USER": "u", "METABASE_PASSWORD": "p"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from ecom import stack
+from stack import services as stack
 
 
 def test_a_cluster_id_starting_with_a_dash_is_drawn_again(monkeypatch):

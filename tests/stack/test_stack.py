@@ -16,15 +16,15 @@ import psutil
 import pytest
 import requests
 
-from ecom import stack as stack_mod
-from ecom.errors import EcomError
-from ecom.settings import REPO_ROOT, load_settings
+from kernel.errors import EcomError
+from kernel.settings import REPO_ROOT, load_settings
+from stack import services as stack_mod
 
 pytestmark = pytest.mark.stack
 
 
 def test_postgres_answers_and_has_the_platform_schemas(stack):
-    from ecom.db import connect
+    from kernel.db import connect
 
     with connect(stack) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -35,7 +35,7 @@ def test_postgres_answers_and_has_the_platform_schemas(stack):
 
 
 def test_master_dataset_is_append_only(stack):
-    from ecom.db import connect
+    from kernel.db import connect
 
     conn = connect(stack)
     try:

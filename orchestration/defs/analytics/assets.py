@@ -74,7 +74,7 @@ class AnalyticsSource(dg.ConfigurableResource):
 def _log(context, params: dict, evaluation, source: str, tracking_uri: str, run_name: str) -> str:
     """Log to MLflow; an unreachable server is a warning, not a failed refresh (the tables matter more)."""
     from analytics import tracking
-    from ecom.errors import EcomError
+    from kernel.errors import EcomError
 
     try:
         return tracking.log_refresh(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ecom.settings import get_settings
+from kernel.settings import get_settings
 from orchestration.defs.dbt.assets import ecom_dbt_assets
 from orchestration.resources import PostgresResource
 

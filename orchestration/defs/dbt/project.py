@@ -10,7 +10,7 @@ from functools import lru_cache
 import psycopg
 from dagster_dbt import DbtCliResource, DbtProject
 
-from ecom.settings import get_settings, service_env
+from kernel.settings import get_settings, service_env
 
 DBT_PGOPTIONS = "-c jit=off -c work_mem=256MB -c maintenance_work_mem=256MB"
 

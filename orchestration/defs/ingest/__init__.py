@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from ecom.settings import get_settings
+from kernel.settings import get_settings
 from orchestration.resources import PostgresResource, shared_resources
 
 # While the shop is open, transactions land continuously: an hour without one is a warning, a day a failure.
@@ -34,7 +34,7 @@ warnings.filterwarnings("ignore", message=".*multi_observable_source_asset.*", c
 
 generator_spec = dg.AssetSpec(
     GENERATOR,
-    description="The shop simulator (streaming.simulator) or a replay of real histories: produces "
+    description="The shop simulator (events.simulator) or a replay of real histories: produces "
     "transaction and chargeback events to Kafka (`ecom generate`).",
     group_name="landing",
     kinds={"python"},
@@ -45,7 +45,7 @@ kafka_specs = [
     dg.AssetSpec(
         KAFKA_TRANSACTIONS,
         deps=[GENERATOR],
-        description="Kafka topic of transaction events (contract streaming/contract/transaction.v1.json), "
+        description="Kafka topic of transaction events (contract events/contract/transaction.v1.json), "
         "keyed by customer_id.",
         group_name="landing",
         kinds={"kafka"},
@@ -100,7 +100,7 @@ postgres_specs = [
     *[
         dg.AssetSpec(
             ["reference", name],
-            description=f"Reference data: {name} (ecom/sql/010_reference.sql, loaded by the events room).",
+            description=f"Reference data: {name} (kernel/sql/010_reference.sql, loaded by the events room).",
             group_name="landing",
             kinds={"postgres"},
             owners=["team:events"],

@@ -13,7 +13,7 @@ import dagster as dg
 
 from dashboards.provision import MetabaseError, provision
 from dashboards.spec import DashboardSpec, load_specs
-from ecom.settings import Settings, get_settings
+from kernel.settings import Settings, get_settings
 
 METABASE_DASHBOARDS = dg.AssetKey(["metabase", "dashboards"])
 # schemas whose tables are assets of other domains (dbt models and sources, speed tables, analytics outputs)
@@ -22,7 +22,7 @@ RELATION_RE = re.compile(r"\b(" + "|".join(ASSET_SCHEMAS) + r")\.([a-z_][a-z0-9_
 
 
 class MetabaseResource(dg.ConfigurableResource):
-    """Where Metabase is and how to authenticate (values from ecom.settings: METABASE_* environment)."""
+    """Where Metabase is and how to authenticate (values from kernel.settings: METABASE_* environment)."""
 
     url: str
     user: str = ""

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ecom.settings import get_settings
+from kernel.settings import get_settings
 from orchestration.resources import MlflowResource
 
 CHALLENGER = dg.AssetKey(["ml", "fraud_challenger"])

@@ -9,8 +9,8 @@ expectation result in quality.expectation_results under the Dagster run id, and 
 
 import dagster as dg  # no `from __future__ import annotations`: Dagster inspects the context type hint
 
-from ecom.settings import get_settings
 from expectations.catalog import suite_assets
+from kernel.settings import get_settings
 from orchestration.defs.quality.resources import QualityResource
 
 CHECK_PREFIX = "gx_"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from ecom.settings import get_settings
 from expectations.catalog import Targets, Thresholds
+from kernel.settings import get_settings
 
 
 class QualityResource(dg.ConfigurableResource):

@@ -1,0 +1,349 @@
+"""The one settings module: every host, port, path and name the platform uses comes from here.
+
+Values come from environment variables (or a `.env` file at the repo root), with local defaults that
+run the whole stack on 127.0.0.1 under `.local/`. Nothing else in the code base hard-codes a host,
+port or path. Call `get_settings()`; never read `os.environ` for platform config elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from kernel.errors import EcomError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str, file_values: dict[str, str | None]) -> str:
+    value = os.environ.get(name)
+    if value is None:
+        value = file_values.get(name)
+    return default if value in (None, "") else str(value)
+
+
+def _local_secret(state_dir: Path, name: str) -> str:
+    """A random local-only secret, made once and kept under the state folder (never in the repo)."""
+    path = state_dir / "secrets" / name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(18)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str
+    port: int
+    user: str
+    password: str
+    db: str  # the platform's own data (master dataset, speed layer, marts, analytics, quality, ops)
+    dagster_db: str
+    mlflow_db: str
+    os_user: str  # unprivileged OS user that owns and runs the local cluster when we are root
+    bin_dir: Path
+    data_dir: Path
+
+    def url(self, db: str | None = None, driver: str = "psycopg") -> str:
+        """SQLAlchemy URL; the driver is always explicit (SQLAlchemy 2.1 maps bare postgresql:// to psycopg 3)."""
+        return f"postgresql+{driver}://{self.user}:{self.password}@{self.host}:{self.port}/{db or self.db}"
+
+    def dsn(self, db: str | None = None) -> str:
+        """libpq connection string for psycopg.connect()."""
+        return (
+            f"host={self.host} port={self.port} user={self.user} password={self.password} "
+            f"dbname={db or self.db}"
+        )
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    controller_port: int
+    topic_transactions: str
+    topic_dead_letter: str
+    topic_labels: str
+    partitions: int
+    replication_factor: int
+    heap: str
+    data_dir: Path
+    # the stream's Kafka consumers: how long the broker may hold a fetch that finds no new data. A task
+    # whose offset range ends at the log end (every batch of a stream that keeps up) made such a fetch,
+    # so Kafka's default (500 ms) was paid by every task of every batch (measured: 0.5 s per task, 1.5 s
+    # per batch over 6 partitions on 2 cores)
+    fetch_max_wait_ms: int = 10
+
+    @property
+    def host(self) -> str:
+        return self.bootstrap_servers.split(",")[0].rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    host: str
+    port: int
+    tracking_uri: str
+    artifacts_dir: Path
+    model_name: str
+    champion_alias: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class DagsterSettings:
+    host: str
+    port: int
+    home: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str
+    driver_memory: str
+    shuffle_partitions: int
+    checkpoint_dir: Path
+    max_offsets_per_trigger: int
+    trigger_interval: str
+    jars_dir: Path
+    # partitions of the speed layer's keyed state (its two stateful stages run one task per partition per
+    # micro-batch); fixed in a checkpoint when it is created, a restored checkpoint keeps its own
+    state_partitions: int = 1
+    # hash buckets keying that state (each bucket's state holds all of its customers/terminals); recorded
+    # in a new checkpoint, a restored one keeps its own
+    state_buckets: int = 8
+    # an event stamped this far after Kafka received it is quarantined by the stream and the landing (a
+    # producer's clock is wrong): it would move the event-time watermark and with it forget every
+    # customer's window state (0 = no such rule)
+    max_event_ahead_hours: float = 24.0
+    # the local standalone cluster (`ecom cluster up`): master RPC/UI ports, one worker's size
+    cluster_master_port: int = 57077
+    cluster_master_ui_port: int = 58080
+    cluster_worker_ui_port: int = 58081
+    cluster_worker_cores: int = 1
+    cluster_worker_memory: str = "2g"
+
+    def cluster_master_url(self, host: str) -> str:
+        return f"spark://{host}:{self.cluster_master_port}"
+
+
+@dataclass(frozen=True)
+class DbtSettings:
+    project_dir: Path
+    profiles_dir: Path
+    target: str
+    docs_port: int
+    refresh_cron: str = "0 * * * *"  # schedule of the batch refresh (Dagster)
+    sensor_min_new_rows: int = 50_000  # new rows in master.transactions that trigger a batch refresh
+
+
+@dataclass(frozen=True)
+class MetabaseSettings:
+    url: str
+    user: str
+    password: str
+    api_key: str
+    specs_dir: Path
+    # how the Metabase server reaches the platform Postgres (the compose service name inside compose)
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 55432
+    database_name: str = "ecom-lambda platform"  # the name of the Postgres connection inside Metabase
+
+
+@dataclass(frozen=True)
+class Settings:
+    repo_root: Path
+    state_dir: Path
+    jars_dir: Path
+    logs_dir: Path
+    run_dir: Path
+    bind_host: str
+    postgres: PostgresSettings
+    kafka: KafkaSettings
+    mlflow: MlflowSettings
+    dagster: DagsterSettings
+    spark: SparkSettings
+    dbt: DbtSettings
+    metabase: MetabaseSettings
+    gx_context_dir: Path
+    gx_data_docs_port: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def venv_bin(self) -> Path:
+        return self.repo_root / ".venv" / "bin"
+
+
+def _number(name: str, raw: str, kind: type):
+    """An integer/float setting, or a one-line error naming the variable (not a ValueError traceback)."""
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise EcomError(f"{name} must be {what}, not {raw!r}; fix it in the environment or .env") from None
+
+
+def load_settings(env_file: Path | None = None) -> Settings:
+    """Build settings from the environment (and `.env`), without caching."""
+    env_path = env_file or (REPO_ROOT / ".env")
+    fv = dotenv_values(env_path) if env_path.exists() else {}
+
+    def e(name: str, default: str) -> str:
+        return _env(name, default, fv)
+
+    def i(name: str, default: str) -> int:
+        return _number(name, e(name, default), int)
+
+    def f(name: str, default: str) -> float:
+        return _number(name, e(name, default), float)
+
+    state_dir = Path(e("ECOM_STATE_DIR", str(REPO_ROOT / ".local"))).resolve()
+    jars_dir = Path(e("ECOM_JARS_DIR", str(REPO_ROOT / ".jars"))).resolve()
+    bind = e("ECOM_BIND_HOST", "127.0.0.1")
+
+    pg_password = os.environ.get("ECOM_PG_PASSWORD") or fv.get("ECOM_PG_PASSWORD")
+    if not pg_password:
+        pg_password = _local_secret(state_dir, "postgres_password")
+
+    postgres = PostgresSettings(
+        host=e("ECOM_PG_HOST", bind),
+        port=i("ECOM_PG_PORT", "55432"),
+        user=e("ECOM_PG_USER", "ecom"),
+        password=pg_password,
+        db=e("ECOM_PG_DB", "ecom"),
+        dagster_db=e("ECOM_PG_DAGSTER_DB", "dagster"),
+        mlflow_db=e("ECOM_PG_MLFLOW_DB", "mlflow"),
+        os_user=e("ECOM_PG_OS_USER", "ecompg"),
+        bin_dir=Path(e("ECOM_PG_BIN_DIR", "/usr/lib/postgresql/15/bin")),
+        data_dir=state_dir / "postgres" / "data",
+    )
+    kafka = KafkaSettings(
+        bootstrap_servers=e("ECOM_KAFKA_BOOTSTRAP", f"{bind}:59092"),
+        controller_port=i("ECOM_KAFKA_CONTROLLER_PORT", "59093"),
+        topic_transactions=e("ECOM_TOPIC_TRANSACTIONS", "transactions"),
+        topic_dead_letter=e("ECOM_TOPIC_DEAD_LETTER", "transactions.dlq"),
+        topic_labels=e("ECOM_TOPIC_LABELS", "chargebacks"),
+        partitions=i("ECOM_KAFKA_PARTITIONS", "6"),
+        replication_factor=i("ECOM_KAFKA_REPLICATION", "1"),
+        heap=e("ECOM_KAFKA_HEAP", "768m"),
+        data_dir=state_dir / "kafka",
+        fetch_max_wait_ms=i("ECOM_KAFKA_FETCH_MAX_WAIT_MS", "10"),
+    )
+    mlflow_host = e("ECOM_MLFLOW_HOST", bind)
+    mlflow_port = i("ECOM_MLFLOW_PORT", "5500")
+    mlflow = MlflowSettings(
+        host=mlflow_host,
+        port=mlflow_port,
+        tracking_uri=e("MLFLOW_TRACKING_URI", f"http://{mlflow_host}:{mlflow_port}"),
+        artifacts_dir=state_dir / "mlflow" / "artifacts",
+        model_name=e("ECOM_MODEL_NAME", "fraud_detector"),
+        champion_alias=e("ECOM_MODEL_ALIAS", "champion"),
+        experiment=e("ECOM_MLFLOW_EXPERIMENT", "fraud_detector"),
+    )
+    dagster = DagsterSettings(
+        host=e("ECOM_DAGSTER_HOST", bind),
+        port=i("ECOM_DAGSTER_PORT", "3300"),
+        home=Path(e("DAGSTER_HOME", str(state_dir / "dagster"))).resolve(),
+    )
+    # half the local cores: on 2 cores one task per stateful stage cut the speed layer's batch time by a
+    # quarter at 1,000 events/s against two (docs/speed.md); a stage's per-task cost outweighed its
+    # parallelism. Buckets: 8, or 4 per partition on bigger machines so that hash collisions of the bucket
+    # keys leave no partition idle. (One bucket, i.e. one Python call per stateful stage per batch, cut
+    # p50 at 1,000 events/s by a fifth but not p95, and cost 14 % of the throughput at 20,000/s.)
+    state_partitions = i("ECOM_SPEED_STATE_PARTITIONS", str(max(1, (os.cpu_count() or 2) // 2)))
+    spark = SparkSettings(
+        master=e("SPARK_MASTER", "local[*]"),
+        driver_memory=e("ECOM_SPARK_DRIVER_MEMORY", "2g"),
+        # one partition per local core: every stateful stage of the stream runs one task per partition per
+        # micro-batch, and on 2 cores 4 partitions doubled that fixed cost for no parallelism
+        shuffle_partitions=i("ECOM_SPARK_SHUFFLE_PARTITIONS", str(os.cpu_count() or 2)),
+        checkpoint_dir=Path(e("ECOM_CHECKPOINT_DIR", str(state_dir / "checkpoints"))).resolve(),
+        max_offsets_per_trigger=i("ECOM_MAX_OFFSETS_PER_TRIGGER", "200000"),
+        trigger_interval=e("ECOM_TRIGGER_INTERVAL", "0 seconds"),
+        state_partitions=state_partitions,
+        state_buckets=i("ECOM_SPEED_STATE_BUCKETS", str(max(8, 4 * state_partitions))),
+        max_event_ahead_hours=f("ECOM_MAX_EVENT_AHEAD_HOURS", "24"),
+        jars_dir=jars_dir / "spark",
+        cluster_master_port=i("ECOM_SPARK_CLUSTER_PORT", "57077"),
+        cluster_master_ui_port=i("ECOM_SPARK_CLUSTER_UI_PORT", "58080"),
+        cluster_worker_ui_port=i("ECOM_SPARK_WORKER_UI_PORT", "58081"),
+        cluster_worker_cores=i("ECOM_SPARK_WORKER_CORES", "1"),
+        cluster_worker_memory=e("ECOM_SPARK_WORKER_MEMORY", "2g"),
+    )
+    dbt = DbtSettings(
+        project_dir=REPO_ROOT / "dbt_project",
+        profiles_dir=REPO_ROOT / "dbt_project",
+        target=e("ECOM_DBT_TARGET", "local"),
+        docs_port=i("ECOM_DBT_DOCS_PORT", "8580"),
+        refresh_cron=e("ECOM_BATCH_REFRESH_CRON", "0 * * * *"),
+        sensor_min_new_rows=i("ECOM_BATCH_SENSOR_MIN_NEW_ROWS", "50000"),
+    )
+    metabase = MetabaseSettings(
+        url=e("METABASE_URL", "http://127.0.0.1:3000"),
+        user=e("METABASE_USER", ""),
+        password=e("METABASE_PASSWORD", ""),
+        api_key=e("METABASE_API_KEY", ""),
+        specs_dir=REPO_ROOT / "dashboards" / "specs",
+        pg_host=e("METABASE_PG_HOST", postgres.host),
+        pg_port=i("METABASE_PG_PORT", str(postgres.port)),
+        database_name=e("METABASE_DATABASE_NAME", "ecom-lambda platform"),
+    )
+    return Settings(
+        repo_root=REPO_ROOT,
+        state_dir=state_dir,
+        jars_dir=jars_dir,
+        logs_dir=state_dir / "logs",
+        run_dir=state_dir / "run",
+        bind_host=bind,
+        postgres=postgres,
+        kafka=kafka,
+        mlflow=mlflow,
+        dagster=dagster,
+        spark=spark,
+        dbt=dbt,
+        metabase=metabase,
+        gx_context_dir=REPO_ROOT / "expectations" / "gx",
+        gx_data_docs_port=i("ECOM_DATA_DOCS_PORT", "8581"),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached). Tests that change the environment call `get_settings.cache_clear()`."""
+    return load_settings()
+
+
+def service_env(settings: Settings | None = None) -> dict[str, str]:
+    """Environment variables that child processes (dbt, GX, MLflow clients, Dagster) read."""
+    s = settings or get_settings()
+    pg = s.postgres
+    return {
+        "ECOM_PG_HOST": pg.host,
+        "ECOM_PG_PORT": str(pg.port),
+        "ECOM_PG_USER": pg.user,
+        "ECOM_PG_PASSWORD": pg.password,
+        "ECOM_PG_DB": pg.db,
+        "ECOM_PG_URL": pg.url(),
+        "MLFLOW_TRACKING_URI": s.mlflow.tracking_uri,
+        "DAGSTER_HOME": str(s.dagster.home),
+        "DBT_PROFILES_DIR": str(s.dbt.profiles_dir),
+        "PYSPARK_PYTHON": str(s.venv_bin / "python"),
+        "PYSPARK_DRIVER_PYTHON": str(s.venv_bin / "python"),
+        # child tools (dbt, dagster, mlflow) resolve from the project venv even when it is not activated
+        "PATH": f"{s.venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+    }

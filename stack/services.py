@@ -1,0 +1,754 @@
+"""The local stack without Docker: start, stop and check PostgreSQL, Kafka (KRaft), MLflow and Dagster.
+
+Every service runs as a child process in its own session, with a pid file under `.local/run/`, a log
+under `.local/logs/`, and a health check. `up` is idempotent (healthy services are left alone), `down`
+stops exactly what `up` started (the whole process tree, so Dagster's code servers go too), and
+`status` reports each service. Everything a service keeps lives under settings.state_dir, so deleting
+that folder is a full reset.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from kernel.errors import EcomError
+from kernel.settings import Settings, get_settings, service_env
+
+START_TIMEOUT_S = 180
+
+
+# ---------------------------------------------------------------------------------------------------------
+# small process helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _restore_default_signals() -> None:
+    # a launcher started from `make`, nohup or a CI shell may ignore SIGINT/SIGTERM; ignored signals are
+    # inherited across exec, and `dagster` then never stops. Reset them in the child before exec.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (local URL from settings)
+            return 200 <= resp.status < 300
+    except Exception:
+        return False
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def kill_tree(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM a process and all its descendants, then SIGKILL whatever is left after `timeout`."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    procs = [root, *root.children(recursive=True)]
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# services
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    """One local service: how to start it, how to tell it is healthy, where its pid and log are."""
+
+    name: str
+    host: str
+    port: int
+    url: str
+    settings: Settings
+
+    @property
+    def pid_file(self) -> Path:
+        return self.settings.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.logs_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def running(self) -> bool:
+        return pid_alive(self.pid())
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """One-time set-up before the first start (idempotent)."""
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **service_env(self.settings)}
+
+    def check_prerequisites(self) -> None:
+        """Raise EcomError naming what is missing."""
+
+    # False for a service that listens on no port of its own (the Dagster daemon)
+    owns_port = True
+
+    def check_port_free(self) -> None:
+        if self.owns_port and port_open(self.host, self.port):
+            raise EcomError(
+                f"{self.name}: port {self.port} on {self.host} is already in use by another process; stop it "
+                f"or move {self.name} to another port in .env (see .env.example) (log: {self.log_file})"
+            )
+
+    def start(self) -> None:
+        if self.running():
+            return
+        self.check_prerequisites()
+        self.check_port_free()
+        self.prepare()
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(  # noqa: S603 (fixed argv built from settings)
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.settings.repo_root,
+                env=self.env(),
+                start_new_session=True,
+                preexec_fn=_restore_default_signals,  # noqa: PLW1509
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+
+    def after_healthy(self) -> None:
+        """Work that needs the service up (databases, topics)."""
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid and pid_alive(pid):
+            kill_tree(pid)
+        self.pid_file.unlink(missing_ok=True)
+
+    def status(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "pid": self.pid() if self.running() else None,
+            "healthy": self.healthy(),
+        }
+
+
+class Postgres(Service):
+    """A project-owned PostgreSQL 15 cluster under .local/postgres, run as an unprivileged OS user."""
+
+    @property
+    def pg(self):
+        return self.settings.postgres
+
+    @property
+    def root(self) -> Path:
+        return self.pg.data_dir.parent
+
+    @property
+    def log_file(self) -> Path:  # written by the postgres user, so it lives in a folder that user owns
+        return self.root / "postgres.log"
+
+    def _as_owner(self, argv: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", self.pg.os_user, "--", *argv]
+        return argv
+
+    def _ensure_os_user(self) -> None:
+        if os.geteuid() != 0:
+            return
+        try:
+            pwd.getpwnam(self.pg.os_user)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", self.pg.os_user],
+                check=True,
+                capture_output=True,
+            )
+
+    def check_prerequisites(self) -> None:
+        if not (self.pg.bin_dir / "initdb").exists():
+            raise EcomError(
+                f"postgres: no PostgreSQL server binaries in {self.pg.bin_dir}; install postgresql-15 "
+                "(apt-get install postgresql-15) or set ECOM_PG_BIN_DIR"
+            )
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.pg.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def healthy(self) -> bool:
+        if not port_open(self.host, self.port):
+            return False
+        try:
+            import psycopg
+
+            with psycopg.connect(self.pg.dsn("postgres"), connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def _make_traversable(self) -> None:
+        # the cluster runs as an unprivileged user: it must be able to walk down to its data folder even
+        # when the checkout sits under a private (0700) directory, as CI clones can. Only the search bit
+        # (o+x) is added, never read: nobody can list those folders because of this.
+        for folder in reversed(self.root.parents):
+            mode = folder.stat().st_mode
+            if not mode & 0o001:
+                folder.chmod(mode | 0o001)
+
+    def prepare(self) -> None:
+        self._ensure_os_user()
+        if os.geteuid() == 0:
+            self._make_traversable()
+        self.root.mkdir(parents=True, exist_ok=True)
+        sock_dir = self.root / "run"
+        sock_dir.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, self.pg.os_user)
+            shutil.chown(sock_dir, self.pg.os_user)
+        if (self.pg.data_dir / "PG_VERSION").exists():
+            return
+        pwfile = self.root / ".pwfile"
+        pwfile.write_text(self.pg.password + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, self.pg.os_user)
+        pwfile.chmod(0o600)
+        try:
+            out = subprocess.run(
+                self._as_owner(
+                    [
+                        str(self.pg.bin_dir / "initdb"),
+                        "-D",
+                        str(self.pg.data_dir),
+                        "-U",
+                        self.pg.user,
+                        f"--pwfile={pwfile}",
+                        "--auth-local=trust",
+                        "--auth-host=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--no-locale",
+                    ]
+                ),
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if out.returncode != 0:
+            raise EcomError(f"postgres: initdb failed: {out.stderr.strip()[-300:]}")
+        conf = self.pg.data_dir / "postgresql.conf"
+        with conf.open("a") as fh:
+            fh.write(
+                "\n# ecom-lambda local cluster\n"
+                f"listen_addresses = '{self.host}'\n"
+                f"port = {self.port}\n"
+                f"unix_socket_directories = '{sock_dir}'\n"
+                "max_connections = 200\n"
+                "shared_buffers = 256MB\n"
+                "work_mem = 32MB\n"
+                "maintenance_work_mem = 256MB\n"
+                "wal_compression = on\n"
+                "max_wal_size = 2GB\n"
+                "log_min_duration_statement = 5000\n"
+            )
+
+    def start(self) -> None:
+        if self.running():
+            return
+        self.check_prerequisites()
+        self.check_port_free()
+        self.prepare()
+        out = subprocess.run(
+            self._as_owner(
+                [
+                    str(self.pg.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.pg.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            preexec_fn=_restore_default_signals,  # noqa: PLW1509
+        )
+        if out.returncode != 0:
+            raise EcomError(
+                f"postgres: did not start ({out.stdout.strip()[-200:]}); see its log: {self.log_file}"
+            )
+
+    def stop(self) -> None:
+        if not self.running():
+            return
+        subprocess.run(
+            self._as_owner(
+                [
+                    str(self.pg.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.pg.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                    "stop",
+                ]
+            ),
+            capture_output=True,
+        )
+        pid = self.pid()
+        if pid and pid_alive(pid):
+            kill_tree(pid)
+
+    def after_healthy(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.pg.dsn("postgres"), autocommit=True) as conn:
+            have = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+            for db in (self.pg.db, self.pg.dagster_db, self.pg.mlflow_db):
+                if db not in have:
+                    conn.execute(f'CREATE DATABASE "{db}"')
+        from kernel.db import migrate
+
+        migrate(self.settings)
+
+
+def _kafka_cluster_id() -> str:
+    """A random KRaft cluster id (URL-safe base64 of a UUID). Like Kafka's own `Uuid.randomUuid()`, never
+    one starting with "-": the storage tool's argument parser would read it as an option ("argument
+    --cluster-id/-t: expected one argument"), which failed 1 in 64 broker formats."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+class Kafka(Service):
+    """One Kafka 4.x broker + controller in KRaft mode, from the jars Maven resolved into .jars/kafka."""
+
+    @property
+    def root(self) -> Path:
+        return self.settings.kafka.data_dir
+
+    @property
+    def properties_file(self) -> Path:
+        return self.root / "server.properties"
+
+    def check_prerequisites(self) -> None:
+        if not shutil.which("java"):
+            raise EcomError(
+                "kafka: Java not found on PATH; install OpenJDK 17 (apt-get install openjdk-17-jre-headless)"
+            )
+        jars = self.settings.jars_dir / "kafka"
+        if not any(jars.glob("kafka_2.13-*.jar")):
+            raise EcomError(
+                f"kafka: broker jars missing in {jars}; run `make bootstrap` (Maven resolves them)"
+            )
+
+    def healthy(self) -> bool:
+        if not port_open(self.host, self.port):
+            return False
+        try:
+            from kafka import KafkaAdminClient
+
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.settings.kafka.bootstrap_servers,
+                request_timeout_ms=3000,
+                client_id="ecom-health",
+            )
+            try:
+                admin.list_topics()
+            finally:
+                admin.close()
+            return True
+        except Exception:
+            return False
+
+    def _java(self, main: str, *args: str, heap: str = "256m") -> list[str]:
+        cp = str(self.settings.jars_dir / "kafka" / "*")
+        log4j = self.settings.repo_root / "stack" / "kafka" / "log4j2.properties"
+        return [
+            "java",
+            f"-Xmx{heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}",
+            f"-Dkafka.logs.dir={self.settings.logs_dir}",
+            "-cp",
+            cp,
+            main,
+            *args,
+        ]
+
+    def prepare(self) -> None:
+        k = self.settings.kafka
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.properties_file.write_text(
+            "\n".join(
+                [
+                    "# generated by ecom up from kernel/settings.py; edit settings, not this file",
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{self.host}:{k.controller_port}",
+                    f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{k.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={self.root / 'data'}",
+                    f"num.partitions={k.partitions}",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=6",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "log.retention.hours=168",
+                    "message.max.bytes=10485760",
+                    "",
+                ]
+            )
+        )
+        if (self.root / "data" / "meta.properties").exists():
+            return
+        cluster_id = _kafka_cluster_id()
+        out = subprocess.run(
+            self._java(
+                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties_file)
+            ),
+            capture_output=True,
+            text=True,
+            cwd=self.settings.repo_root,
+        )
+        if out.returncode != 0:
+            raise EcomError(f"kafka: storage format failed: {(out.stderr or out.stdout).strip()[-300:]}")
+
+    def command(self) -> list[str]:
+        return self._java("kafka.Kafka", str(self.properties_file), heap=self.settings.kafka.heap)
+
+    def after_healthy(self) -> None:
+        ensure_topics(self.settings)
+
+
+def ensure_topics(
+    settings: Settings, names: list[str] | None = None, partitions: int | None = None
+) -> list[str]:
+    """Create the platform topics (or `names`) if missing; returns the ones created."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    k = settings.kafka
+    wanted = names or [k.topic_transactions, k.topic_dead_letter, k.topic_labels]
+    admin = KafkaAdminClient(bootstrap_servers=k.bootstrap_servers, client_id="ecom-topics")
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            t,
+                            num_partitions=partitions or k.partitions,
+                            replication_factor=k.replication_factor,
+                        )
+                        for t in missing
+                    ]
+                )
+            except TopicAlreadyExistsError:
+                pass
+        return missing
+    finally:
+        admin.close()
+
+
+class Mlflow(Service):
+    """MLflow tracking server + model registry, Postgres backend store, local artifact root."""
+
+    def healthy(self) -> bool:
+        return http_ok(f"{self.url}/health")
+
+    def env(self) -> dict[str, str]:
+        # job execution off: the idle server drops from ~3 GB to under 1 GB
+        return {**super().env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+    def command(self) -> list[str]:
+        s = self.settings
+        s.mlflow.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        return [
+            str(s.venv_bin / "mlflow"),
+            "server",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            s.postgres.url(s.postgres.mlflow_db, driver="psycopg"),
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(s.mlflow.artifacts_dir),
+            "--workers",
+            "1",
+        ]
+
+
+class DagsterProcess(Service):
+    """dagster-webserver or dagster-daemon, sharing DAGSTER_HOME (instance storage in Postgres)."""
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            **super().env(),
+            "ECOM_DAGSTER_PG_URL": s.postgres.url(s.postgres.dagster_db, driver="psycopg2"),
+            "DAGSTER_HOME": str(s.dagster.home),
+        }
+
+    def prepare(self) -> None:
+        write_dagster_yaml(self.settings)
+        ensure_dbt_manifest(self.settings)
+
+
+class DagsterWebserver(DagsterProcess):
+    def healthy(self) -> bool:
+        return http_ok(f"{self.url}/server_info")
+
+    def command(self) -> list[str]:
+        return [
+            str(self.settings.venv_bin / "dagster-webserver"),
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-w",
+            str(self.settings.repo_root / "workspace.yaml"),
+        ]
+
+
+class DagsterDaemon(DagsterProcess):
+    owns_port = False  # shares the webserver's host/port only for its status URL
+
+    def healthy(self) -> bool:
+        # the daemon has no port: alive, and its instance answers with a recent heartbeat
+        if not self.running():
+            return False
+        try:
+            return daemon_heartbeat_ok(self.settings)
+        except Exception:
+            return False
+
+    def command(self) -> list[str]:
+        return [
+            str(self.settings.venv_bin / "dagster-daemon"),
+            "run",
+            "-w",
+            str(self.settings.repo_root / "workspace.yaml"),
+        ]
+
+
+def daemon_heartbeat_ok(settings: Settings, max_age_s: float = 120.0) -> bool:
+    """True when the Dagster instance has a recent heartbeat from the daemon (read from its Postgres)."""
+    import psycopg
+
+    with psycopg.connect(settings.postgres.dsn(settings.postgres.dagster_db), connect_timeout=2) as conn:
+        row = conn.execute("SELECT extract(epoch FROM max(timestamp)) FROM daemon_heartbeats").fetchone()
+    if not row or row[0] is None:
+        return False
+    # daemon_heartbeats.timestamp is naive UTC
+    return (time.time() - float(row[0])) < max_age_s
+
+
+def write_dagster_yaml(settings: Settings) -> Path:
+    """dagster.yaml in DAGSTER_HOME: run, event-log and schedule storage in the `dagster` Postgres database."""
+    home = settings.dagster.home
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    path.write_text(
+        "# generated by ecom up (stack/services.py); the URL comes from the environment, never in clear here\n"
+        "storage:\n"
+        "  postgres:\n"
+        "    postgres_url:\n"
+        "      env: ECOM_DAGSTER_PG_URL\n"
+        "run_coordinator:\n"
+        "  module: dagster._core.run_coordinator\n"
+        "  class: QueuedRunCoordinator\n"
+        "  config:\n"
+        "    max_concurrent_runs: 2\n"
+        "run_launcher:\n"
+        "  module: dagster._core.launcher\n"
+        "  class: DefaultRunLauncher\n"
+        "telemetry:\n"
+        "  enabled: false\n"
+        # no first-visit "join the community" dialog over the asset graph (screenshots, operators)
+        "nux:\n"
+        "  enabled: false\n"
+        "code_servers:\n"
+        "  local_startup_timeout: 180\n"
+    )
+    return path
+
+
+def ensure_dbt_manifest(settings: Settings) -> None:
+    """Dagster loads dbt assets from a prepared manifest: build it once if it is missing (no DB needed)."""
+    manifest = settings.dbt.project_dir / "target" / "manifest.json"
+    prepare_module = settings.repo_root / "orchestration" / "prepare.py"
+    if manifest.exists() or not prepare_module.exists():
+        return
+    out = subprocess.run(
+        [str(settings.venv_bin / "python"), "-m", "orchestration.prepare"],
+        cwd=settings.repo_root,
+        env={**os.environ, **service_env(settings)},
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise EcomError(
+            f"dagster: preparing the dbt manifest failed: {(out.stderr or out.stdout).strip()[-300:]}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the stack
+# ---------------------------------------------------------------------------------------------------------
+
+
+def services(settings: Settings | None = None) -> list[Service]:
+    s = settings or get_settings()
+    pg, k, m, d = s.postgres, s.kafka, s.mlflow, s.dagster
+    return [
+        Postgres("postgres", pg.host, pg.port, f"postgresql://{pg.user}@{pg.host}:{pg.port}/{pg.db}", s),
+        Kafka("kafka", k.host, k.port, f"kafka://{k.bootstrap_servers}", s),
+        Mlflow("mlflow", m.host, m.port, f"http://{m.host}:{m.port}", s),
+        DagsterWebserver("dagster-webserver", d.host, d.port, d.url, s),
+        DagsterDaemon("dagster-daemon", d.host, d.port, f"{d.url}/deployment/daemons", s),
+    ]
+
+
+def _wait(svc: Service, deadline: float, progress: Callable[[str], None]) -> None:
+    while time.monotonic() < deadline:
+        if svc.healthy():
+            return
+        if not svc.running() and not isinstance(svc, Postgres):
+            raise EcomError(
+                f"{svc.name}: exited during start-up; see its log: {svc.log_file} ({log_tail(svc.log_file, 3)[-300:]})"
+            )
+        time.sleep(0.5)
+    raise EcomError(f"{svc.name}: not healthy after {START_TIMEOUT_S} s; see its log: {svc.log_file}")
+
+
+def up(settings: Settings | None = None, progress: Callable[[str], None] = print) -> list[dict[str, object]]:
+    """Start every service that is not healthy yet, wait until all are healthy; idempotent."""
+    s = settings or get_settings()
+    for d in (s.state_dir, s.logs_dir, s.run_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    svcs = {svc.name: svc for svc in services(s)}
+    deadline = time.monotonic() + START_TIMEOUT_S
+
+    pg = svcs["postgres"]
+    if not pg.healthy():
+        progress("starting postgres")
+        pg.start()
+        _wait(pg, deadline, progress)
+    pg.after_healthy()  # databases + migrations (idempotent)
+
+    started = []
+    for name in ("kafka", "mlflow", "dagster-webserver", "dagster-daemon"):
+        svc = svcs[name]
+        if svc.healthy():
+            continue
+        if not svc.running():
+            progress(f"starting {name}")
+            svc.start()
+        started.append(svc)
+    for svc in started:
+        _wait(svc, deadline, progress)
+    svcs["kafka"].after_healthy()
+    return [svc.status() for svc in svcs.values()]
+
+
+def down(settings: Settings | None = None, progress: Callable[[str], None] = print) -> None:
+    """Stop everything `up` started, in reverse order, leaving no process behind."""
+    for svc in reversed(services(settings)):
+        if svc.running():
+            progress(f"stopping {svc.name}")
+        svc.stop()
+
+
+def status(settings: Settings | None = None) -> list[dict[str, object]]:
+    return [svc.status() for svc in services(settings)]
+
+
+def status_json(settings: Settings | None = None) -> str:
+    return json.dumps({"services": status(settings)})
