@@ -29,6 +29,14 @@ def stack(settings: Settings):
         stack_mod.down(settings, progress=lambda msg: print(f"[stack] {msg}"))
 
 
+@pytest.fixture(scope="session")
+def spark():
+    """One in-process Spark session per test process (speed, landing, floor probe and reliability tests)."""
+    from kernel.spark import get_spark
+
+    return get_spark("ecom-tests")
+
+
 # rooms in pipeline order: a fresh stack then fills the way the platform does (events before the speed
 # layer, the batch layer before what reads its marts), and the fault-injection suites run last
 ROOM_ORDER = [

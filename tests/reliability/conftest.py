@@ -1,17 +1,10 @@
-"""Fixtures of the reliability suite: one in-process Spark session and one test model for the whole suite."""
+"""Fixtures of the reliability suite: one test model for the whole suite (the Spark session is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.streaming.support import register_test_versions, unique
-
-
-@pytest.fixture(scope="session")
-def spark():
-    from kernel.spark import get_spark
-
-    return get_spark("ecom-tests-reliability")
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,10 @@
-"""Fixtures of the speed-layer tests: one Spark session per test process, one test model per module."""
+"""Fixtures of the speed-layer tests: one test model per module (the Spark session is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.streaming.support import register_test_versions, unique
-
-
-@pytest.fixture(scope="session")
-def spark():
-    from kernel.spark import get_spark
-
-    return get_spark("ecom-tests-speed")
 
 
 @pytest.fixture(scope="module")
