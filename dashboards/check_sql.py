@@ -1,5 +1,7 @@
 """`ecom metabase check-sql`: run every card's SQL against the platform Postgres, as Metabase would run it.
 
+`run_card` is the one way a card's SQL is run: check-sql and the Dash dashboards (dashboards/app.py) both use it.
+
 Each card runs in its own read-only transaction with its template tags filled from their defaults (or values
 given by the caller) as bound parameters, then is rolled back. A card fails when its SQL errors, or when the
 result lacks a column its visualization needs (`CardSpec.columns`); optionally also when it returns no rows.
@@ -8,7 +10,7 @@ result lacks a column its visualization needs (`CardSpec.columns`); optionally a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -40,15 +42,24 @@ class CardCheck:
         return f"ok   {where}: {self.rows} row(s), {self.ms:.0f} ms"
 
 
-def check_card(
+@dataclass
+class CardResult:
+    """What one card's SQL returned (or the error it raised), as Metabase would show it."""
+
+    columns: tuple[str, ...] = ()
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    error: str = ""
+    ms: float = 0.0
+
+
+def run_card(
     conn: psycopg.Connection,
-    dashboard: str,
     card: CardSpec,
     values: dict[str, Any] | None = None,
-    require_rows: bool = False,
     timeout_ms: int = 60_000,
-) -> CardCheck:
-    """Run one card read-only; never raises for a SQL error (that is the finding), always rolls back."""
+) -> CardResult:
+    """Run one card as Metabase runs it (filter values bound, never spliced) in a read-only transaction that is
+    rolled back. A SQL error is the result, not an exception; a bad filter value raises SpecError (render)."""
     sql, params = render(card, values)
     start = time.perf_counter()
     try:
@@ -60,11 +71,25 @@ def check_card(
             columns = tuple(d.name for d in cur.description or ())
     except psycopg.Error as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
-        return CardCheck(dashboard, card.name, False, error=message[:300])
-    ms = (time.perf_counter() - start) * 1000
-    missing = tuple(c for c in card.columns if c not in columns)
-    ok = not missing and (bool(rows) or not require_rows)
-    return CardCheck(dashboard, card.name, ok, len(rows), columns, missing, ms=ms)
+        return CardResult(error=message[:300], ms=(time.perf_counter() - start) * 1000)
+    return CardResult(columns, rows, ms=(time.perf_counter() - start) * 1000)
+
+
+def check_card(
+    conn: psycopg.Connection,
+    dashboard: str,
+    card: CardSpec,
+    values: dict[str, Any] | None = None,
+    require_rows: bool = False,
+    timeout_ms: int = 60_000,
+) -> CardCheck:
+    """Run one card read-only; never raises for a SQL error (that is the finding), always rolls back."""
+    result = run_card(conn, card, values, timeout_ms)
+    if result.error:
+        return CardCheck(dashboard, card.name, False, error=result.error)
+    missing = tuple(c for c in card.columns if c not in result.columns)
+    ok = not missing and (bool(result.rows) or not require_rows)
+    return CardCheck(dashboard, card.name, ok, len(result.rows), result.columns, missing, ms=result.ms)
 
 
 def check_specs(

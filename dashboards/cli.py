@@ -1,9 +1,11 @@
-"""`ecom metabase ...`: provision the dashboards into Metabase and check their SQL against Postgres."""
+"""`ecom metabase ...`: provision the dashboards into Metabase and check their SQL against Postgres;
+`ecom dashboards serve`: the same dashboards in the browser without Metabase (Plotly Dash)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 from pathlib import Path
 
 import psycopg
@@ -81,6 +83,30 @@ def cmd_check_sql(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise EcomError(
+                f"cannot serve the dashboards on {host}:{port} ({exc.strerror}); stop what uses it or set "
+                "ECOM_DASHBOARDS_PORT (or pass --port)"
+            ) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dashboards.app import serve
+
+    settings, specs = _specs(args)
+    host = args.host or settings.dashboards.host
+    port = args.port or settings.dashboards.port
+    _check_port_free(host, port)
+    print(f"serving {len(specs)} dashboards at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    serve(settings, specs, host, port)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this room's sub-commands to the `ecom` parser."""
     mb = subparsers.add_parser("metabase", help="Metabase dashboards as code: provision and check")
@@ -124,3 +150,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--require-rows", action="store_true", help="also fail cards that return no rows")
     c.add_argument("--json", action="store_true", help="print results as JSON")
     c.set_defaults(func=cmd_check_sql)
+
+    d = subparsers.add_parser(
+        "dashboards", help="the dashboards of dashboards/specs/ in the browser, without Metabase"
+    )
+    d_sub = d.add_subparsers(dest="dashboards_command", metavar="SUBCOMMAND", parser_class=type(d))
+    d.set_defaults(func=lambda a: (d.print_help(), 2)[1])
+    s = d_sub.add_parser(
+        "serve",
+        parents=[common],
+        help="serve every dashboard (Plotly Dash) as the read-only role ecom_dashboards until Ctrl-C",
+    )
+    s.add_argument("--host", help="address to bind (default: ECOM_DASHBOARDS_HOST, else ECOM_BIND_HOST)")
+    s.add_argument("--port", type=int, help="port (default: ECOM_DASHBOARDS_PORT, 8050)")
+    s.set_defaults(func=cmd_serve)

@@ -7,7 +7,8 @@ Three layers, so the logic is testable without a server:
 - `Reconciler`, which walks setup -> auth -> database -> collections -> cards -> dashboards, writing only what
   differs (a second run writes nothing) or, in a dry run, only reporting it.
 
-API facts this relies on (Metabase >= 0.47, checked against metabase/metabase `src/metabase/*/api.clj`):
+API facts this relies on (Metabase >= 0.48, checked against metabase/metabase `src/metabase/*/api.clj`; 0.48 is
+the first release whose `PUT /api/dashboard/:id` takes `dashcards`, metabase#35406 / #35577):
 `GET /api/session/properties` exposes `setup-token` and `has-user-setup`; `POST /api/setup` creates the
 first admin and returns a session id; `POST /api/session` -> `{"id"}`, sent back as `X-Metabase-Session`;
 API keys go in `x-api-key`; dashcards are replaced as a whole by `PUT /api/dashboard/:id` with `dashcards`

@@ -1,10 +1,13 @@
-"""The local stack without Docker: start, stop and check PostgreSQL, Kafka (KRaft), MLflow and Dagster.
+"""The local stack without Docker: start, stop and check PostgreSQL, Kafka (KRaft), MLflow and Dagster,
+and the UIs a person opens beside Dagster and MLflow: the dbt docs site, the GX Data Docs and the dashboards.
 
 Every service runs as a child process in its own session, with a pid file under `.local/run/`, a log
 under `.local/logs/`, and a health check. `up` is idempotent (healthy services are left alone), `down`
 stops exactly what `up` started (the whole process tree, so Dagster's code servers go too), and
-`status` reports each service. Everything a service keeps lives under settings.state_dir, so deleting
-that folder is a full reset.
+`status` reports each service. The UIs are started on request (`up(uis=True)`, `ecom up --uis`, the end of
+`ecom demo`): each is the room's own serving command (`ecom docs`, `ecom quality docs --serve`,
+`ecom dashboards serve`) run as a service. Everything a service keeps lives under settings.state_dir, so
+deleting that folder is a full reset.
 """
 
 from __future__ import annotations
@@ -186,12 +189,17 @@ class Service:
             kill_tree(pid)
         self.pid_file.unlink(missing_ok=True)
 
+    group = "core"  # "ui": started on request, see ui_services()
+
     def status(self) -> dict[str, object]:
         return {
             "name": self.name,
             "url": self.url,
             "pid": self.pid() if self.running() else None,
             "healthy": self.healthy(),
+            "group": self.group,
+            # a pid file means `up` started it and `down` has not stopped it: unhealthy then is a failure
+            "started": self.pid_file.exists() if self.group == "ui" else True,
         }
 
 
@@ -381,6 +389,22 @@ class Postgres(Service):
         from kernel.db import migrate
 
         migrate(self.settings)
+        set_dashboards_password(self.settings)
+
+
+def set_dashboards_password(settings: Settings) -> None:
+    """Give the read-only dashboards role (kernel/sql/070_dashboards_reader.sql) LOGIN with its password from
+    settings; idempotent. The launcher does it because it holds the owner's credentials."""
+    import psycopg
+    from psycopg import sql
+
+    d = settings.dashboards
+    with psycopg.connect(settings.postgres.dsn(), autocommit=True, connect_timeout=5) as conn:
+        conn.execute(
+            sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+                sql.Identifier(d.pg_user), sql.Literal(d.pg_password)
+            )
+        )
 
 
 def _kafka_cluster_id() -> str:
@@ -679,6 +703,40 @@ def ensure_dbt_manifest(settings: Settings) -> None:
         )
 
 
+class UiService(Service):
+    """A UI served by its room's own `ecom` command, run as a service (its room owns what it serves)."""
+
+    group = "ui"
+    argv: tuple[str, ...] = ()
+    health_path = "/"
+
+    def healthy(self) -> bool:
+        return http_ok(f"http://{self.host}:{self.port}{self.health_path}")
+
+    def command(self) -> list[str]:
+        return [str(self.settings.venv_bin / "ecom"), *self.argv]
+
+
+class DbtDocsSite(UiService):
+    """`ecom docs`: `dbt docs generate` against the live database, then the site over HTTP."""
+
+    argv = ("docs",)
+
+
+class DataDocsSite(UiService):
+    """`ecom quality docs --serve`: the Great Expectations Data Docs, rebuilt at start, served over HTTP."""
+
+    argv = ("quality", "docs", "--serve")
+    health_path = "/index.html"
+
+
+class DashboardsServer(UiService):
+    """`ecom dashboards serve`: the dashboards of dashboards/specs/ (Plotly Dash, read-only role)."""
+
+    argv = ("dashboards", "serve")
+    health_path = "/health"  # answers 200 only when the read-only role can query Postgres
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the stack
 # ---------------------------------------------------------------------------------------------------------
@@ -696,6 +754,24 @@ def services(settings: Settings | None = None) -> list[Service]:
     ]
 
 
+def ui_services(settings: Settings | None = None) -> list[Service]:
+    """The UIs beside Dagster and MLflow, started on request (`up(uis=True)`)."""
+    s = settings or get_settings()
+    host, d = s.bind_host, s.dashboards
+    return [
+        DbtDocsSite("dbt-docs", host, s.dbt.docs_port, f"http://{host}:{s.dbt.docs_port}/", s),
+        DataDocsSite(
+            "data-docs", host, s.gx_data_docs_port, f"http://{host}:{s.gx_data_docs_port}/index.html", s
+        ),
+        DashboardsServer("dashboards", d.host, d.port, f"{d.url}/", s),
+    ]
+
+
+def all_services(settings: Settings | None = None) -> list[Service]:
+    s = settings or get_settings()
+    return [*services(s), *ui_services(s)]
+
+
 def _wait(svc: Service, deadline: float, progress: Callable[[str], None]) -> None:
     while time.monotonic() < deadline:
         if svc.healthy():
@@ -708,8 +784,11 @@ def _wait(svc: Service, deadline: float, progress: Callable[[str], None]) -> Non
     raise EcomError(f"{svc.name}: not healthy after {START_TIMEOUT_S} s; see its log: {svc.log_file}")
 
 
-def up(settings: Settings | None = None, progress: Callable[[str], None] = print) -> list[dict[str, object]]:
-    """Start every service that is not healthy yet, wait until all are healthy; idempotent."""
+def up(
+    settings: Settings | None = None, progress: Callable[[str], None] = print, uis: bool = False
+) -> list[dict[str, object]]:
+    """Start every service that is not healthy yet, wait until all are healthy; idempotent. `uis` also
+    starts the UIs (dbt docs, Data Docs, dashboards)."""
     s = settings or get_settings()
     for d in (s.state_dir, s.logs_dir, s.run_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -735,20 +814,50 @@ def up(settings: Settings | None = None, progress: Callable[[str], None] = print
     for svc in started:
         _wait(svc, deadline, progress)
     svcs["kafka"].after_healthy()
-    return [svc.status() for svc in svcs.values()]
+    statuses = [svc.status() for svc in svcs.values()]
+    if uis:
+        statuses += up_uis(s, progress)
+    return statuses
+
+
+def up_uis(
+    settings: Settings | None = None, progress: Callable[[str], None] = print
+) -> list[dict[str, object]]:
+    """Start the UIs that are not healthy yet (the core stack must be up) and wait for them; idempotent."""
+    s = settings or get_settings()
+    uis = ui_services(s)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    started = []
+    for svc in uis:
+        if svc.healthy():
+            continue
+        if not svc.running():
+            progress(f"starting {svc.name}")
+            svc.start()
+        started.append(svc)
+    for svc in started:
+        _wait(svc, deadline, progress)
+    return [svc.status() for svc in uis]
 
 
 def down(settings: Settings | None = None, progress: Callable[[str], None] = print) -> None:
-    """Stop everything `up` started, in reverse order, leaving no process behind."""
-    for svc in reversed(services(settings)):
+    """Stop everything `up` started (the UIs first), in reverse order, leaving no process behind."""
+    for svc in reversed(all_services(settings)):
         if svc.running():
             progress(f"stopping {svc.name}")
         svc.stop()
 
 
-def status(settings: Settings | None = None) -> list[dict[str, object]]:
-    return [svc.status() for svc in services(settings)]
+def status(settings: Settings | None = None, uis: bool = False) -> list[dict[str, object]]:
+    """Each core service (and with `uis` each UI): name, url, pid, healthy, group ("core" | "ui"), started."""
+    return [svc.status() for svc in (all_services(settings) if uis else services(settings))]
+
+
+def status_ok(statuses: list[dict[str, object]]) -> bool:
+    """Healthy enough for `ecom status` to exit 0: every core service healthy, and every UI that was started
+    (and not stopped) healthy; a UI never started is reported but is not a failure."""
+    return all(st["healthy"] for st in statuses if st["group"] == "core" or st["started"])
 
 
 def status_json(settings: Settings | None = None) -> str:
-    return json.dumps({"services": status(settings)})
+    return json.dumps({"services": status(settings, uis=True)})

@@ -31,6 +31,9 @@ ADMIN_PASSWORD = "s3cret-pass-42"
 REDACTED = "**MetabasePass**"
 ENGINES = {"postgres", "h2", "mysql"}
 WRITE_METHODS = {"POST", "PUT", "DELETE"}
+# the Metabase whose API shape this double imitates (dashcards through PUT /api/dashboard/:id, MBQL 5 card
+# reads unless ?legacy-mbql=true, no POST /api/dashboard/:id/cards): the image docker-compose.yml runs
+API_SHAPE_VERSION = "v0.64.2"
 
 
 class ApiError(Exception):
@@ -166,7 +169,7 @@ class MetabaseDouble:
             return 200, {
                 "setup-token": None if s.users else s.setup_token,
                 "has-user-setup": bool(s.users),
-                "version": {"tag": "v0.56-double"},
+                "version": {"tag": API_SHAPE_VERSION},
             }
         if method == "POST" and path == "/api/setup":
             return self._setup(body)

@@ -110,65 +110,6 @@ def _raw(card) -> dict:
 STREAM_METRIC_SOURCES = ("ops.stream_batches",)
 
 
-def _materialize_analytics(settings) -> list[str]:
-    """Run the analytics room's Dagster job (`analytics_refresh`) in-process against the stack's instance,
-    exactly as `ecom batch` runs the batch job; returns the analytics tables it materialized."""
-    import os
-
-    import dagster as dg
-
-    from orchestration.batch import dagster_env
-
-    for name, value in dagster_env(settings).items():
-        os.environ.setdefault(name, value)
-    from orchestration.definitions import defs
-
-    job = defs.resolve_job_def("analytics_refresh")
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance, raise_on_error=False, tags={"trigger": "metabase test"}
-        )
-    keys = {
-        e.asset_key.path[1]
-        for e in result.get_asset_materialization_events()
-        if e.asset_key.path[0] == "analytics"
-    }
-    assert result.success, (result.run_id, sorted(keys))
-    return sorted(keys)
-
-
-@pytest.fixture(scope="module")
-def filled(stack):
-    """Land this test's transactions (with speed rows, alerts, chargebacks and reference data), then run the
-    batch layer and the analytics refresh through their Dagster jobs and a quality suite: the pipeline's own
-    code paths."""
-    from expectations.runner import run_suites
-    from orchestration.batch import run_batch
-    from orchestration.synthetic import SyntheticSpec, insert_reference, insert_transactions
-
-    tag = uuid.uuid4().hex[:8]
-    spec = SyntheticSpec(
-        prefix=f"mb{tag}",
-        topic=f"metabase-test-{tag}",
-        n_customers=400,
-        n_merchants=20,
-        n_products=150,
-        total_rows=4_000,
-        chargeback_every=37,
-    )
-    with psycopg.connect(stack.postgres.dsn()) as conn:
-        insert_reference(conn, spec)
-        insert_transactions(conn, spec, 0, spec.total_rows - 1)
-    outcome = run_batch(settings=stack)
-    # what the dashboards read must have been rebuilt by this run (the run's own checks are the batch room's)
-    needed = {"serving/transactions", "serving/fraud_alerts", "marts/fct_order_lines", "marts/dim_product"}
-    assert needed <= set(outcome.materialized), (outcome.run_id, sorted(needed - set(outcome.materialized)))
-    tables = _materialize_analytics(stack)
-    # a real `ecom quality` run on the real tables (trigger "cli": the dashboards' score views show it)
-    quality = run_suites(["master_transactions"], settings=stack)
-    return {"spec": spec, "analytics_tables": tables, "quality_run": quality.run_id}
-
-
 @pytest.mark.stack
 @pytest.mark.slow
 def test_check_sql_passes_on_a_database_filled_by_the_pipeline(filled, stack, specs, capsys, monkeypatch):
