@@ -9,6 +9,12 @@ Python steps replaced by pass-throughs, measured as a ladder of shapes:
     speed_shape  + the second keyed state (transformWithStateInPandas by terminal bucket): the speed
                  layer's operators, each doing nothing
 
+and the shape of issue 19 (no Python on the hot path), which does the real work:
+
+    jvm_state    Kafka -> parse + contract check -> JVM keyed state (transformWithState by customer_id,
+                 then by terminal_id: streaming/jvm, the real customer and terminal context) -> driver
+    jvm_scored   + the JVM scorer (the registered champion exported by ml.export) -> driver
+
 For each shape: produce -> rows-in-the-driver latency at the benchmark's rate (after a warm-up), and
 events/s over pre-produced events in large batches (the first batch, which starts the query's Python
 workers, left out). No Postgres: the sink is the one thing the full benchmark adds on top. So these are
@@ -39,13 +45,22 @@ import pyarrow as pa
 from kernel.settings import Settings
 from kernel.stats import percentiles
 
-FLOOR_SHAPES = ("jvm", "python_pass", "one_state", "speed_shape")
+FLOOR_SHAPES = ("jvm", "python_pass", "one_state", "speed_shape", "jvm_state", "jvm_scored")
+JVM_SHAPES = ("jvm", "jvm_state", "jvm_scored")  # no Python between Kafka and the driver
+JVM_STATE_SHAPES = ("jvm_state", "jvm_scored")
+# transformWithState with state TTL runs in processing-time mode, which asks for a no-data micro-batch after
+# every batch: an idle query would spin through empty batches and an availableNow one would never end. TTL
+# eviction still runs at the end of every batch with data (the wiring into `ecom stream` needs the same)
+JVM_STATE_CONF = {"spark.sql.streaming.noDataMicroBatches.enabled": "false"}
 FLOOR_PIPELINES = {
     "jvm": "Kafka -> parse + contract check -> driver",
     "python_pass": "... -> mapInPandas pass-through -> driver",
     "one_state": "... -> applyInPandasWithState (customer bucket) -> mapInPandas -> driver",
     "speed_shape": "... -> applyInPandasWithState (customer) -> transformWithStateInPandas (terminal) "
     "-> mapInPandas -> driver",
+    "jvm_state": "... -> JVM transformWithState (customer context) -> JVM transformWithState (terminal "
+    "context) -> driver",
+    "jvm_scored": "... -> JVM customer + terminal context -> JVM Isolation Forest scorer -> driver",
 }
 # Spark 4.2's constraint inference over the contract check's projections grew to millions of CaseWhen
 # copies (driver OutOfMemoryError) for these pass-through plans; the speed query itself plans in ~80 ms
@@ -86,9 +101,25 @@ def _row_counter_processor():
     return RowCounter()
 
 
-def floor_frame(spark, settings: Settings, shape: str, topic: str, max_offsets: int):
+def jvm_context_frame(spark, df, scorer: str | None = None):
+    """The JVM hot path (streaming/jvm through py4j): customer + terminal context by transformWithState,
+    then, with `scorer` (ml.export.scorer_json of a model), its fraud_score. `df`: speed_transactions rows."""
+    from pyspark.sql import DataFrame
+
+    from streaming.speed.state import STATE_TTL_MS
+
+    jvm = spark._jvm.dev.ecomlambda.speed.SpeedJvm
+    jdf = jvm.withContext(df._jdf, STATE_TTL_MS)
+    if scorer is not None:
+        jdf = jvm.score(jdf, scorer)
+    return DataFrame(jdf, spark)
+
+
+def floor_frame(
+    spark, settings: Settings, shape: str, topic: str, max_offsets: int, scorer: str | None = None
+):
     """The streaming DataFrame of `shape` (before the foreachBatch step), built from the speed layer's own
-    source, parse and state keys."""
+    source, parse and state keys. `scorer`: the exported champion `jvm_scored` needs."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
     from pyspark.sql.streaming.state import GroupStateTimeout
@@ -98,12 +129,16 @@ def floor_frame(spark, settings: Settings, shape: str, topic: str, max_offsets: 
 
     if shape not in FLOOR_SHAPES:
         raise ValueError(f"unknown floor shape {shape!r}; one of {', '.join(FLOOR_SHAPES)}")
+    if shape == "jvm_scored" and scorer is None:
+        raise ValueError("the jvm_scored shape needs a champion: run `ecom up --bootstrap-model`")
     raw = transforms.read_kafka(spark, topic, settings.kafka.bootstrap_servers, max_offsets)
     df = transforms.speed_transactions(raw).withColumn(
         "raw_payload", F.when(F.col("reject_reason").isNotNull(), F.col("raw_payload"))
     )
     if shape in ("jvm", "python_pass"):
         return df
+    if shape in ("jvm_state", "jvm_scored"):
+        return jvm_context_frame(spark, df, scorer if shape == "jvm_scored" else None)
     df = transforms.with_event_watermark(df, "10 minutes").drop("watermark_ts")
     buckets = settings.spark.state_buckets
     count_schema = T.StructType([T.StructField("n", T.LongType())])
@@ -136,7 +171,7 @@ class _Collector:
         self.lock = threading.Lock()
 
     def __call__(self, batch_df, batch_id: int) -> None:
-        if self.shape != "jvm":
+        if self.shape not in JVM_SHAPES:
             batch_df = batch_df.mapInPandas(_pass_batches, batch_df.schema)
         table = batch_df.select("transaction_id", "kafka_timestamp").toArrow()
         now_ms = time.time() * 1000.0
@@ -177,22 +212,42 @@ def throughput_of(progress: list[dict[str, Any]]) -> float | None:
 
 
 def _start(
-    spark, settings: Settings, shape: str, topic: str, checkpoint: Path, max_offsets: int, sink, trigger
+    spark,
+    settings: Settings,
+    shape: str,
+    topic: str,
+    checkpoint: Path,
+    max_offsets: int,
+    sink,
+    trigger,
+    scorer: str | None = None,
 ):
     from streaming.common import session_conf
 
     stream = (
-        floor_frame(spark, settings, shape, topic, max_offsets)
+        floor_frame(spark, settings, shape, topic, max_offsets, scorer)
         .writeStream.option("checkpointLocation", str(checkpoint))
         .trigger(**trigger)
         .foreachBatch(sink)
     )
-    with session_conf(spark, "spark.sql.shuffle.partitions", str(settings.spark.state_partitions)):
+    with ExitStack() as confs:
+        confs.enter_context(
+            session_conf(spark, "spark.sql.shuffle.partitions", str(settings.spark.state_partitions))
+        )
+        for key, value in (JVM_STATE_CONF if shape in JVM_STATE_SHAPES else {}).items():
+            confs.enter_context(session_conf(spark, key, value))
         return stream.start()
 
 
 def _latency_run(
-    spark, settings: Settings, shape: str, rate: float, seconds: float, work: Path, topics: list[str]
+    spark,
+    settings: Settings,
+    shape: str,
+    rate: float,
+    seconds: float,
+    work: Path,
+    topics: list[str],
+    scorer: str | None = None,
 ) -> dict[str, Any]:
     from bench.harness import create_topic, produce_live
 
@@ -210,6 +265,7 @@ def _latency_run(
         settings.spark.max_offsets_per_trigger,
         sink,
         {"processingTime": "0 seconds"},
+        scorer,
     )
     try:
         warm_q: queue.Queue = queue.Queue()
@@ -239,7 +295,7 @@ def _latency_run(
 
 
 def _throughput_run(
-    spark, settings: Settings, shape: str, topic: str, events: int, work: Path
+    spark, settings: Settings, shape: str, topic: str, events: int, work: Path, scorer: str | None = None
 ) -> dict[str, Any]:
     sink = _Collector(shape)
     query = _start(
@@ -251,6 +307,7 @@ def _throughput_run(
         max(1, math.ceil(events / 4)),  # four large batches: the first (workers starting) is left out
         sink,
         {"availableNow": True},
+        scorer,
     )
     try:
         query.awaitTermination()  # raises when the query failed: report it like the latency run does
@@ -318,13 +375,30 @@ def _floor_runs(
         "state_buckets": settings.spark.state_buckets,
         "shapes": {},
     }
+    scorer, scorer_error = _champion_scorer(settings) if "jvm_scored" in shapes else (None, None)
+    if scorer_error:
+        result["jvm_scored_error"] = scorer_error
+        shapes = tuple(s for s in shapes if s != "jvm_scored")
     with ExitStack() as confs:
         for key, value in PROBE_CONF.items():
             confs.enter_context(session_conf(spark, key, value))
         for shape in shapes:
             result["shapes"][shape] = {
                 "pipeline": FLOOR_PIPELINES[shape],
-                **_latency_run(spark, settings, shape, rate, seconds, work, topics),
-                "throughput": _throughput_run(spark, settings, shape, topic, available, work),
+                **_latency_run(spark, settings, shape, rate, seconds, work, topics, scorer),
+                "throughput": _throughput_run(spark, settings, shape, topic, available, work, scorer),
             }
     return result
+
+
+def _champion_scorer(settings: Settings) -> tuple[str | None, str | None]:
+    """(the champion exported for the JVM scorer, None) or (None, why there is none)."""
+    from kernel.errors import EcomError
+    from ml.export import scorer_json
+    from ml.registry import load_champion
+
+    try:
+        champion = load_champion(settings)
+    except EcomError as exc:
+        return None, str(exc)
+    return scorer_json(champion.model), None

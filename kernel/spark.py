@@ -16,9 +16,11 @@ from kernel.settings import Settings, get_settings
 
 
 def spark_jars(settings: Settings | None = None) -> list[Path]:
-    """Every jar in the Spark jars folder (Kafka connector + its client libs + Postgres JDBC)."""
+    """Every jar in the Spark jars folder (Kafka connector + its client libs + Postgres JDBC), and the
+    speed layer's JVM module (streaming/jvm, built by the bootstrap into the `speed` folder beside it)."""
     s = settings or get_settings()
     jars = sorted(s.spark.jars_dir.glob("*.jar")) if s.spark.jars_dir.is_dir() else []
+    jars += sorted((s.spark.jars_dir.parent / "speed").glob("*.jar"))
     if not any(j.name.startswith("spark-sql-kafka") for j in jars):
         raise EcomError(
             f"the Spark Kafka connector jar is missing from {s.spark.jars_dir}; "

@@ -4,6 +4,7 @@
 #     (chromium + chromium-driver for UI tests, docker-compose to validate docker-compose.yml without an engine)
 #   - .venv with the pinned Python dependencies (requirements.lock) and the project itself (.venv/bin/ecom)
 #   - the JVM jars resolved by Maven into .jars/ (Kafka broker + tools, Spark's Kafka connector, Postgres JDBC)
+#   - the speed layer's JVM module (streaming/jvm) built by Maven into .jars/speed/
 #   - the dbt manifest Dagster loads (orchestration.prepare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,16 @@ if [ "$(cat $STAMPS/jars 2>/dev/null)" != "$jar_stamp" ] || [ ! -d .jars/kafka ]
   mvn -q -B -f stack/maven/pom.xml -P kafka dependency:copy-dependencies -DoutputDirectory="$ROOT/.jars/kafka"
   mvn -q -B -f stack/maven/pom.xml -P spark dependency:copy-dependencies -DoutputDirectory="$ROOT/.jars/spark"
   echo "$jar_stamp" > $STAMPS/jars
+fi
+
+# --- the speed layer's JVM module (keyed state + scorer, streaming/jvm) into .jars/speed (issue 19)
+speed_stamp=$(find streaming/jvm -type f \( -name pom.xml -o -name '*.java' \) | sort | xargs cat | sha256sum | cut -c1-16)
+if [ "$(cat $STAMPS/speed_jvm 2>/dev/null)" != "$speed_stamp" ] || [ ! -f .jars/speed/ecom-speed-jvm.jar ]; then
+  say "building the speed layer's JVM module with Maven"
+  mvn -q -B -f streaming/jvm/pom.xml package
+  mkdir -p .jars/speed
+  cp .jars/build/speed-jvm/ecom-speed-jvm.jar .jars/speed/ecom-speed-jvm.jar
+  echo "$speed_stamp" > $STAMPS/speed_jvm
 fi
 
 # --- dbt manifest for Dagster (prepared ahead of load, never parsed at every start)

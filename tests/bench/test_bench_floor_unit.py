@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.floor import FLOOR_SHAPES, floor_frame, measured_batches_ms, throughput_of
+from bench.floor import FLOOR_SHAPES, JVM_SHAPES, floor_frame, measured_batches_ms, throughput_of
 
 
 def _p(batch: int, rows: int, ms: float) -> dict:
@@ -31,4 +31,10 @@ def test_measured_batches_are_those_that_read_rows():
 def test_unknown_shape_is_refused_with_the_known_ones():
     with pytest.raises(ValueError, match="speed_shape"):
         floor_frame(None, None, "warp", "t", 10)
-    assert FLOOR_SHAPES[0] == "jvm" and FLOOR_SHAPES[-1] == "speed_shape"
+    assert FLOOR_SHAPES[0] == "jvm" and FLOOR_SHAPES[3] == "speed_shape"
+    assert set(JVM_SHAPES) == {"jvm", "jvm_state", "jvm_scored"} <= set(FLOOR_SHAPES)
+
+
+def test_the_scored_jvm_shape_needs_a_champion():
+    with pytest.raises(ValueError, match="champion"):
+        floor_frame(None, None, "jvm_scored", "t", 10)
