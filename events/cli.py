@@ -259,6 +259,7 @@ def _replay(args: argparse.Namespace) -> int:
         label_delay_days=args.label_delay_days,
         progress=not args.quiet,
         outbox=LabelOutbox.default() if args.outbox is None else LabelOutbox(Path(args.outbox)),
+        chunk_rows=args.chunk_rows,
     )
     for line, reason in report.bad_rows[:20]:
         print(f"{args.file}:{line}: {reason} -> dead-letter topic", file=sys.stderr)
@@ -271,7 +272,12 @@ def _replay(args: argparse.Namespace) -> int:
         print(
             f"replayed {s['rows']} rows from {args.file}: {s['delivered']} events -> '{s['topic']}', "
             f"{s['dead_lettered']} bad rows -> '{s['dead_letter_topic']}', {s['labels']} labels -> "
-            f"'{s['labels_topic']}' in {s['seconds']} s"
+            f"'{s['labels_topic']}' in {s['seconds']} s ({s['rows_per_s']} rows/s, "
+            + (
+                "in time order, sent while read)"
+                if s["in_order"]
+                else f"sorted via {s['spilled_runs']} spilled runs)"
+            )
         )
     return 0
 
@@ -399,6 +405,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_non_negative_float,
         default=30.0,
         help="chargeback reported_at = event time + this many days (default 30)",
+    )
+    r.add_argument(
+        "--chunk-rows",
+        type=_positive_int,
+        default=250_000,
+        help="memory budget: rows per sorted run when the file is not in time order (default 250000; "
+        "runs are spilled under the state folder and merged)",
     )
     _add_topic_flags(r)
     r.set_defaults(func=_replay)

@@ -289,6 +289,70 @@ def test_cli_replay_reports_bad_lines(stack, topics, tmp_path: Path, capsys):
     assert len(consume(stack, topics["tx"], expected=1)) == 1
 
 
+def test_replay_of_an_unsorted_file_spills_sorts_and_delivers_the_row_by_row_events(
+    stack, topics, tmp_path: Path, monkeypatch
+):
+    """A shuffled Parquet file with a small memory budget: sorted out of core under the state folder, every
+    good row delivered once as the row-by-row replay would build it, in event-time order per partition,
+    bad rows dead-lettered with raw row, reason and line, chargebacks published."""
+    import hashlib
+
+    import pandas as pd
+
+    import events.replay
+    from events.replay import convert_rows
+
+    monkeypatch.setattr(events.replay, "PARQUET_BATCH_ROWS", 150)  # chunks smaller than the budget
+    rng = __import__("random").Random(11)
+    rows = [
+        {
+            "cust": f"u{rng.randrange(40)}",
+            "term": f"t{rng.randrange(9)}",
+            "amt": f"{rng.uniform(1, 300):.2f}",
+            "ts": f"2025-0{rng.randrange(1, 9)}-1{rng.randrange(10)} {rng.randrange(24):02d}:{rng.randrange(60):02d}:00",
+            "fraud": rng.choice(["0"] * 30 + ["1"]),
+        }
+        for _ in range(1500)
+    ]
+    for i in (10, 700, 1400):
+        rows[i]["amt"] = "n/a"
+    path = tmp_path / "shuffled.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    mapping = ColumnMapping(
+        {"customer": "cust", "terminal": "term", "amount": "amt", "timestamp": "ts", "label": "fraud"}
+    )
+    report = replay_file(
+        path,
+        mapping,
+        topic=topics["tx"],
+        labels_topic=topics["labels"],
+        dead_letter_topic=topics["dlq"],
+        settings=stack,
+        chunk_rows=200,
+    )
+    assert report.in_order is False and report.spilled_runs >= 4
+    assert [line for line, _ in report.bad_rows] == [11, 701, 1401]
+    key = hashlib.blake2b(path.read_bytes(), digest_size=5).hexdigest()
+    df = pd.read_parquet(path).astype(object)
+    expected, _ = convert_rows(df, mapping, 1, key, label_delay_days=30)
+    records = consume(stack, topics["tx"], expected=len(expected))
+    delivered = {orjson.loads(r.value)["transaction_id"]: orjson.loads(r.value) for r in records}
+    assert len(records) == len(delivered) == report.delivered == len(expected) == 1497
+    assert delivered == {ev["transaction_id"]: ev for _, ev, _ in expected}
+    by_partition = defaultdict(list)
+    for r in records:
+        by_partition[r.partition].append(orjson.loads(r.value)["event_time"])
+    assert all(times == sorted(times) for times in by_partition.values())
+    dead = sorted(
+        (orjson.loads(r.value) for r in consume(stack, topics["dlq"], expected=3)), key=lambda d: d["line"]
+    )
+    assert [(d["line"], d["raw"]["amt"]) for d in dead] == [(11, "n/a"), (701, "n/a"), (1401, "n/a")]
+    assert all("amount" in d["reason"] and d["source"] == "replay:shuffled.parquet" for d in dead)
+    labels = consume(stack, topics["labels"], expected=report.labels)
+    assert len(labels) == report.labels == sum(1 for _, _, lab in expected if lab is not None) > 0
+    assert not any((stack.state_dir / "tmp").glob("replay-*"))  # spilled runs removed
+
+
 def test_reference_data_upserts_and_only_real_changes_move_updated_at(stack):
     ns = f"t{uuid.uuid4().hex[:6]}_"
     sim = ShopSimulator(
