@@ -1,4 +1,5 @@
-"""`ecom train`: retrain the fraud model from the batch layer (or the simulator), register it, run the gate."""
+"""`ecom train`: retrain the fraud model from the batch layer (or the simulator), register it, run the gate.
+`ecom evaluate`: a registered model's figures on a period, scored offline and as the stream stored them."""
 
 from __future__ import annotations
 
@@ -119,6 +120,64 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_command(args: argparse.Namespace) -> int:
+    from ml.assess import evaluate_period, parse_period
+
+    report = evaluate_period(
+        args.source,
+        parse_period(args.start, args.end),
+        model=args.model,
+        stored=args.stored,
+        model_name=args.model_name,
+        alerts_per_day=args.alerts_per_day,
+        progress=not args.json,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    m = report["model"]
+    print(
+        f"{m['name']} v{m['version']} on {report['source']} {report['period']['start']} .. "
+        f"{report['period']['end']} (threshold {m['threshold']:.6f}, k = {report['k_per_day']} a day)"
+    )
+    keys = [k for k in report["offline"] if k != "model_versions"]
+    sides = [s for s in ("offline", "stored") if s in report]
+    print(f"  {'':<26}" + "".join(f"{s:>12}" for s in sides))
+    for k in keys:
+        cells = []
+        for side in sides:
+            v = report[side].get(k)
+            cells.append(f"{v:>12,}" if isinstance(v, int) else f"{float(v):>12.4f}")
+        print(f"  {k:<26}" + "".join(cells))
+    if "stored" in report:
+        print(f"  stored rows scored by versions {report['stored']['model_versions']}")
+    return 0
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--from",
+        dest="source",
+        default="master",
+        help="'master' (the master dataset, default) or a CSV/Parquet with the contract's columns + is_fraud",
+    )
+    p.add_argument("--start", required=True, help="first day of the period (YYYY-MM-DD, UTC)")
+    p.add_argument("--end", required=True, help="end of the period, exclusive (YYYY-MM-DD, UTC)")
+    p.add_argument("--model", default="champion", help="a version number or 'champion' (default)")
+    p.add_argument("--model-name", help="registered model (default: settings.mlflow.model_name)")
+    p.add_argument(
+        "--stored",
+        action="store_true",
+        help="also judge the scores the stream wrote (speed.scored_transactions) for the period",
+    )
+    p.add_argument(
+        "--alerts-per-day",
+        type=_positive(float),
+        help="k of precision@k (default: the version's alert budget, tag alerts_per_day)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON (no progress bars)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this room's sub-commands to the `ecom` parser."""
     p = subparsers.add_parser(
@@ -130,3 +189,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_train_arguments(p)
     p.set_defaults(func=train_command)
+    e = subparsers.add_parser(
+        "evaluate",
+        help="a model's fraud metrics on a period: offline over master.* or a file, and as the stream stored",
+        description="Score a period offline with a registered model (features from ml.features over the "
+        "whole history before it) and print ROC AUC, average precision, card precision@k per day and "
+        "recall / precision / FPR at the model's deployed threshold; --stored judges the scores the speed "
+        "layer wrote for the same period.",
+    )
+    add_evaluate_arguments(e)
+    e.set_defaults(func=evaluate_command)

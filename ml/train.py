@@ -6,10 +6,14 @@ The data's time line, from the first transaction to `as_of` (the latest one), is
                                                                   as_of
 
 - contexts are computed over the whole history (each row only sees earlier rows, ml/features.py);
-- labels are only those known at the time: a window's label is a chargeback reported before the window's end
-  + `label_delay_days` (the time we wait for chargebacks to mature). The hold-out ends
-  `label_delay_days` before `as_of`, so its labels are as mature as the training labels were; the
-  transactions of the last days are not evaluated (their frauds are not reported yet), only used as context;
+- labels are only those known at the time: a model is trained with the chargebacks reported before the
+  start of the window it is scored on, whatever the window sizes. The candidates judged on validation learn
+  from the labels reported before `valid_start`; the final model and the selection itself use those
+  reported before `holdout_start` (the model is "deployed" when the hold-out starts). A validation window
+  shorter than the label delay would leave the training window's last frauds unreported at deployment, so
+  an explicit one is refused and the default one is widened to the delay. The hold-out is judged with the
+  labels reported up to `label_delay_days` after its end (evaluation, never training); it ends
+  `label_delay_days` before `as_of`, so the last days are context only (their frauds are not reported yet);
 - every candidate (plain forest grid, blend, stacked) is fitted on the training window and judged on
   validation (average precision); the best of each variant and the overall winner are then measured once on
   the hold-out and everything is logged to MLflow. The alert threshold comes from the alert budget
@@ -70,8 +74,20 @@ class Windows:
     as_of: pd.Timestamp
     label_delay: pd.Timedelta
 
-    def label_cutoff(self, window_end: pd.Timestamp) -> pd.Timestamp:
-        return min(window_end + self.label_delay, self.as_of)
+    @property
+    def selection_cutoff(self) -> pd.Timestamp:
+        """Labels the candidates judged on validation learn from: reported before validation starts."""
+        return self.valid_start
+
+    @property
+    def deploy_cutoff(self) -> pd.Timestamp:
+        """Labels the final model learns from and selection is judged with: reported before the hold-out."""
+        return self.holdout_start
+
+    @property
+    def evaluation_cutoff(self) -> pd.Timestamp:
+        """Labels the hold-out is judged with (evaluation only): reported within the delay after its end."""
+        return min(self.holdout_end + self.label_delay, self.as_of)
 
     def as_tags(self) -> dict[str, str]:
         return {
@@ -105,13 +121,25 @@ def plan_windows(event_time: pd.Series, cfg: TrainConfig) -> Windows:
         holdout_end - pd.Timedelta(days=cfg.holdout_days) if cfg.holdout_days else times.quantile(0.8)
     )
     if cfg.valid_days:
+        if cfg.valid_days < cfg.label_delay_days:
+            raise EcomError(
+                f"the validation window ({cfg.valid_days:g} days) is shorter than the label delay "
+                f"({cfg.label_delay_days:g} days): the training window's last frauds would not be reported "
+                f"when the hold-out starts; use --valid-days >= {cfg.label_delay_days:g} or a shorter "
+                "--label-delay-days"
+            )
         valid_start = holdout_start - pd.Timedelta(days=cfg.valid_days)
     else:
         before = times[times < holdout_start]
         valid_start = before.quantile(0.75) if len(before) else holdout_start
+        # at least one label delay: every training row's chargeback has had the delay to arrive by then
+        valid_start = min(valid_start, holdout_start - delay)
     train_start = max(t0, valid_start - pd.Timedelta(days=cfg.train_days)) if cfg.train_days else t0
     if valid_start <= train_start:
-        raise EcomError("the validation and hold-out windows leave no training window; shorten them")
+        raise EcomError(
+            f"the validation and hold-out windows (the validation at least the {cfg.label_delay_days:g}-day "
+            "label delay) leave no training window; shorten them, lower --label-delay-days or land more data"
+        )
     n_train = int(((event_time >= train_start) & (event_time < valid_start)).sum())
     if n_train < MIN_TRAIN_ROWS:
         raise EcomError(
@@ -126,6 +154,37 @@ def labels_known_at(tx: pd.DataFrame, chargebacks: pd.DataFrame, cutoff: pd.Time
         return np.zeros(len(tx), dtype=int)
     known = set(chargebacks.loc[chargebacks["reported_at"] < cutoff, "transaction_id"])
     return tx["transaction_id"].isin(known).to_numpy().astype(int)
+
+
+@dataclass
+class WindowLabels:
+    """Each window's rows (masks over the enriched history) and labels, each as known when it is used."""
+
+    train: np.ndarray
+    valid: np.ndarray
+    holdout: np.ndarray
+    y_select_train: np.ndarray  # what selection's candidates learn from: reported before validation starts
+    y_train: np.ndarray  # what the final model learns from: reported before the hold-out starts
+    y_valid: np.ndarray  # what selection is judged with: reported before the hold-out starts
+    y_holdout: np.ndarray  # evaluation only: reported within the label delay after the hold-out
+
+
+def window_labels(enriched: pd.DataFrame, chargebacks: pd.DataFrame, w: Windows) -> WindowLabels:
+    """Labels known at the time (pure): a model never learns a chargeback reported once the window it is
+    scored on has started, whatever the window sizes."""
+    t = enriched["event_time"]
+    tr = ((t >= w.train_start) & (t < w.valid_start)).to_numpy()
+    va = ((t >= w.valid_start) & (t < w.holdout_start)).to_numpy()
+    ho = ((t >= w.holdout_start) & (t < w.holdout_end)).to_numpy()
+    return WindowLabels(
+        train=tr,
+        valid=va,
+        holdout=ho,
+        y_select_train=labels_known_at(enriched[tr], chargebacks, w.selection_cutoff),
+        y_train=labels_known_at(enriched[tr], chargebacks, w.deploy_cutoff),
+        y_valid=labels_known_at(enriched[va], chargebacks, w.deploy_cutoff),
+        y_holdout=labels_known_at(enriched[ho], chargebacks, w.evaluation_cutoff),
+    )
 
 
 def param_grid(cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -264,12 +323,10 @@ def select(
     enriched: pd.DataFrame, w: Windows, chargebacks: pd.DataFrame, cfg: TrainConfig
 ) -> tuple[dict[str, dict[str, Any]], pd.DataFrame]:
     """Fit every candidate on train, judge on validation. Returns best params per variant + the grid table."""
-    t = enriched["event_time"]
-    tr = ((t >= w.train_start) & (t < w.valid_start)).to_numpy()
-    va = ((t >= w.valid_start) & (t < w.holdout_start)).to_numpy()
-    X_tr, X_va = enriched[tr], enriched[va]
-    y_tr = labels_known_at(X_tr, chargebacks, w.label_cutoff(w.valid_start))
-    y_va = labels_known_at(X_va, chargebacks, w.label_cutoff(w.holdout_start))
+    lab = window_labels(enriched, chargebacks, w)
+    X_tr, X_va = enriched[lab.train], enriched[lab.valid]
+    # candidates are scored on validation: they learn only what was reported before it started
+    y_tr, y_va = lab.y_select_train, lab.y_valid
     if y_va.sum() == 0:
         raise EcomError(
             "no chargeback known in the validation window; cannot choose hyperparameters (more data?)"
@@ -330,16 +387,15 @@ def train(
     s = registry.configure(settings or get_settings())
     name = model_name or s.mlflow.model_name
     timings: dict[str, float] = {}
+    plan_windows(pd.to_datetime(tx["event_time"], utc=True), cfg)  # a bad window fails before the walk
 
     t0, cpu0 = time.perf_counter(), time.process_time()
     enriched, _ = history_context(tx, chargebacks)
     enriched = model_input(enriched)
     timings["context_s"] = time.perf_counter() - t0
     w = plan_windows(enriched["event_time"], cfg)
-    t = enriched["event_time"]
-    va = ((t >= w.valid_start) & (t < w.holdout_start)).to_numpy()
-    ho = ((t >= w.holdout_start) & (t < w.holdout_end)).to_numpy()
-    tr = ((t >= w.train_start) & (t < w.valid_start)).to_numpy()
+    lab = window_labels(enriched, chargebacks, w)
+    tr, va, ho = lab.train, lab.valid, lab.holdout
 
     t1 = time.perf_counter()
     if cfg.forced_params:
@@ -350,9 +406,8 @@ def train(
     timings["selection_s"] = time.perf_counter() - t1
 
     X_tr, X_va, X_ho = enriched[tr], enriched[va], enriched[ho]
-    y_tr = labels_known_at(X_tr, chargebacks, w.label_cutoff(w.valid_start))
-    y_va = labels_known_at(X_va, chargebacks, w.label_cutoff(w.holdout_start))
-    y_ho = labels_known_at(X_ho, chargebacks, w.label_cutoff(w.holdout_end))
+    # the final model is scored on the hold-out: it learns what was reported before the hold-out started
+    y_tr, y_va, y_ho = lab.y_train, lab.y_valid, lab.y_holdout
     valid_days = max(1, X_va["event_time"].dt.floor("D").nunique())
     alerts_per_day = cfg.alerts_per_day or max(1.0, round(cfg.alert_budget_share * len(X_va) / valid_days, 1))
     k_per_day = max(1, int(round(alerts_per_day)))
@@ -413,7 +468,9 @@ def train(
                 **{k.replace("data_window.", "window."): v for k, v in w.as_tags().items()},
             }
         )
-        mlflow.log_metrics(evaluate.finite(metrics))
+        # the headline figures are the deployed_* ones (at `threshold`, chosen on validation);
+        # recall_at_fpr_2pct is the best case over every threshold, chosen with the hold-out's own labels
+        mlflow.log_metrics({**evaluate.finite(metrics), "deployed_threshold": float(threshold)})
         for variant, m in holdout.items():
             mlflow.log_metrics({f"{variant}.holdout.{k}": v for k, v in evaluate.finite(m).items()})
             if not math.isnan(valid_ap[variant]):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from ml import registry
-from ml.evaluate import METRIC_KEYS
+from ml.data import model_input
+from ml.evaluate import DEPLOYED_KEYS, METRIC_KEYS, at_threshold
 from ml.features import FEATURE_COLUMNS, history_context
-from ml.train import TrainConfig, train
+from ml.train import TrainConfig, train, window_labels
 from tests.ml.conftest import unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -61,6 +62,25 @@ def test_training_registers_a_version_with_metrics_tags_and_plots(stack, lifecyc
         tags[f"data_window.{k}"].split("/") for k in ("train", "validation", "holdout")
     )
     assert train_w[1] == valid_w[0] and valid_w[1] == hold_w[0] and hold_w[0] < hold_w[1]
+
+
+def test_deployed_figures_are_the_registered_version_at_its_threshold_on_the_hold_out(
+    stack, lifecycle, train_history
+):
+    """deployed_recall / _precision / _fpr on every run: the registered version, at the threshold it is
+    deployed with (its tag), on the hold-out rows with their labels; beside the best-case recall."""
+    name, _, good, _ = lifecycle
+    tx, cb = train_history
+    enriched = model_input(history_context(tx, cb)[0])
+    lab = window_labels(enriched, cb, good.windows)
+    version = registry.load_version(good.version, stack, name)
+    expected = at_threshold(lab.y_holdout, version.score(enriched[lab.holdout]), version.threshold)
+    logged = registry.client(stack).get_run(good.run_id).data.metrics
+    assert set(DEPLOYED_KEYS) | {"deployed_threshold", "recall_at_fpr_2pct"} <= set(logged)
+    assert logged["deployed_threshold"] == pytest.approx(version.threshold)
+    for key, value in expected.items():
+        assert logged[key] == pytest.approx(value), key
+    assert 0 < logged["deployed_recall"] <= 1 and 0 <= logged["deployed_fpr"] < 0.05
 
 
 def test_logged_model_has_signature_and_input_example(stack, lifecycle):
