@@ -8,6 +8,7 @@ of the disputed transaction, reported_at, fraud_scenario).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,9 @@ from typing import Any
 import pandas as pd
 
 from kernel.settings import Settings, get_settings
-from ml.features import INPUT_COLUMNS
+from ml.features import BASELINE_COLUMNS, INPUT_COLUMNS
+
+log = logging.getLogger("ecom.ml.data")
 
 # the master dataset columns training reads: exactly what the feature code reads
 TX_COLUMNS = INPUT_COLUMNS
@@ -110,7 +113,7 @@ def load_master(
 def load_chargebacks(
     settings: Settings | None = None, reported_since: datetime | None = None
 ) -> pd.DataFrame:
-    """Chargebacks joined to their transaction's terminal; the stream passes the last CHARGEBACK_LOOKBACK."""
+    """Chargebacks joined to their transaction's terminal (all of them, or those reported since a time)."""
     from kernel.db import connect
 
     s = settings or get_settings()
@@ -129,6 +132,36 @@ def load_chargebacks(
         return _empty_chargebacks()
     cb["reported_at"] = pd.to_datetime(cb["reported_at"], utc=True)
     return cb
+
+
+def load_baselines(settings: Settings | None = None) -> pd.DataFrame | None:
+    """marts.customer_baselines as BASELINE_COLUMNS, for ml.features.fill_from_baselines.
+
+    None (no fill: a cold start, never a failure) when the batch layer has not built the table yet, or built
+    it with another definition (a table from before a column existed: rebuilt by the next `ecom batch`)."""
+    from kernel.db import connect
+
+    s = settings or get_settings()
+    with connect(s) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('marts.customer_baselines') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'marts' AND table_name = 'customer_baselines'"
+        )
+        missing = set(BASELINE_COLUMNS) - {r[0] for r in cur.fetchall()}
+        if missing:
+            log.warning(
+                "marts.customer_baselines lacks %s (built by an older model): no cold-start fill until "
+                "`ecom batch` rebuilds it",
+                sorted(missing),
+            )
+            return None
+        cur.execute(f"SELECT {', '.join(BASELINE_COLUMNS)} FROM marts.customer_baselines")
+        df = pd.DataFrame(cur.fetchall(), columns=BASELINE_COLUMNS)
+    df["last_seen_at"] = pd.to_datetime(df["last_seen_at"], utc=True)
+    return df
 
 
 def input_example(enriched: pd.DataFrame, n: int = 5) -> pd.DataFrame:

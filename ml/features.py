@@ -10,9 +10,16 @@ Two steps, both pure:
    the whole history (state=None); the stream calls it per micro-batch with the state it kept, and gets the
    same numbers (tests/ml/test_features.py proves both, and that no row sees a later row).
    Chargeback context is stateless: it counts labels with `reported_at` before the event (never the fraud's
-   own event time, so a label that arrived later cannot leak); the stream passes the chargebacks of the last
-   `CHARGEBACK_LOOKBACK` (the batch layer's truth, a stream-static join).
-2. `derive_features(enriched)` turns contract columns + context into `FEATURE_COLUMNS` (what the model sees).
+   own event time, so a label that arrived later cannot leak) over the CHARGEBACK_LOOKBACK before each row's
+   own event time; the stream passes every chargeback (the batch layer's truth, a stream-static join), so
+   no look-back depends on the wall clock.
+2. `fill_from_baselines(enriched, baselines)` is the cold-start fill (the Lambda merge): a customer the walk
+   has barely seen (fewer than MIN_HABIT_HISTORY earlier events in its state) gets its habits from the
+   batch layer's `marts.customer_baselines`, whose rows are `customer_baselines(state)` computed in SQL
+   (dbt_project/models/marts/customer_baselines.sql, proven equal in tests/orchestration). A baseline is only
+   used for an event after the baseline's last event (`last_seen_at`, event time), never one it already
+   knows the future of. `history_context(..., baselines=...)` applies it; see its docstring for training.
+3. `derive_features(enriched)` turns contract columns + context into `FEATURE_COLUMNS` (what the model sees).
    It is the first step of the model's sklearn Pipeline, so scoring anywhere runs exactly this code.
 
 Amounts are handled in integer cents inside the state so running sums are exact and the incremental walk
@@ -120,6 +127,21 @@ COUNTRY_CURRENCY = {"US": "USD", "CA": "CAD", "GB": "GBP", **{c: "EUR" for c in 
 
 # columns a chargebacks frame needs (terminal_id comes from joining the disputed transaction)
 CHARGEBACK_COLUMNS = ["transaction_id", "customer_id", "terminal_id", "reported_at"]
+
+# One customer's habits as the batch layer knows them: what `CustomerState` holds beyond the short windows,
+# per customer (`customer_baselines(state)`; in SQL marts.customer_baselines, same names, same numbers).
+BASELINE_COLUMNS = [
+    "customer_id",
+    "n_transactions",  # every transaction of the customer
+    "median_amount",  # median / p95 of the last AMOUNT_HISTORY amounts (as the walk computes them)
+    "p95_amount",
+    "usual_device_ids",  # the DEVICE_MEMORY most recently used devices, most recent last
+    "usual_countries",  # the COUNTRY_MEMORY most recently used IP countries, most recent last
+    "home_lat",  # mean IP position over every located transaction (NaN: never located)
+    "home_lon",
+    "hour_counts",  # transactions per UTC hour of day, 24 counts
+    "last_seen_at",  # the customer's latest event: the baseline knows nothing after it
+]
 
 FEATURE_COLUMNS = [
     "log_amount",
@@ -290,6 +312,14 @@ def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(a)))
 
 
+def _median_p95(sorted_cents: list[int]) -> tuple[float, float]:
+    """Median (mean of the two middle values, numpy's and SQL percentile_cont's) and p95 (nearest rank: the
+    ceil(0.95 k)-th smallest, SQL percentile_disc's) of sorted integer cents, in currency units."""
+    k = len(sorted_cents)
+    median = (sorted_cents[(k - 1) // 2] + sorted_cents[k // 2]) / 200.0
+    return median, sorted_cents[max(0, math.ceil(0.95 * k) - 1)] / 100.0
+
+
 def _walk_order(tx: pd.DataFrame, t_ns: np.ndarray) -> np.ndarray:
     # (event_time, transaction_id) is a total order, so any split of the data into batches walks the same way
     return np.lexsort((tx["transaction_id"].astype(str).to_numpy(), t_ns))
@@ -323,11 +353,8 @@ def customer_context(
             w.expire(t)
             row[1 + j] = len(w.times)
             row[4 + j] = w.total / 100.0
-        k = len(st.sorted_amounts)
-        if k:
-            sa = st.sorted_amounts
-            row[7] = (sa[(k - 1) // 2] + sa[k // 2]) / 200.0
-            row[8] = sa[max(0, math.ceil(0.95 * k) - 1)] / 100.0
+        if st.sorted_amounts:
+            row[7], row[8] = _median_p95(st.sorted_amounts)
         if st.last_t is not None:
             row[9] = (t - st.last_t) / NS
         seen = dev[i] in st.devices
@@ -361,7 +388,10 @@ def customer_context(
         st.devices.append(dev[i])
         if len(st.devices) > DEVICE_MEMORY:
             st.devices.pop(0)
-        if country[i] and country[i] not in st.countries:
+        # countries, like devices, are remembered most-recently-used (a set the batch layer can recompute)
+        if country[i] and not (st.countries and st.countries[-1] == country[i]):
+            if country[i] in st.countries:
+                st.countries.remove(country[i])
             st.countries.append(country[i])
             if len(st.countries) > COUNTRY_MEMORY:
                 st.countries.pop(0)
@@ -469,6 +499,124 @@ def chargeback_context(tx: pd.DataFrame, chargebacks: pd.DataFrame | None) -> pd
     return out
 
 
+# ------------------------------------------------------------------------------------- cold start
+def customer_baselines(customers: dict[str, CustomerState]) -> pd.DataFrame:
+    """BASELINE_COLUMNS of every customer in a walk's state: the reference marts.customer_baselines equals.
+
+    `customer_baselines(history_context(tx)[1].customers)` is what the batch layer builds from the same rows
+    (tests/orchestration/test_customer_baselines.py runs the dbt model and compares)."""
+    rows = []
+    for customer_id, st in customers.items():
+        median, p95 = _median_p95(st.sorted_amounts) if st.sorted_amounts else (math.nan, math.nan)
+        rows.append(
+            (
+                customer_id,
+                st.n,
+                median,
+                p95,
+                list(st.devices),
+                list(st.countries),
+                st.lat_sum / st.geo_n if st.geo_n else math.nan,
+                st.lon_sum / st.geo_n if st.geo_n else math.nan,
+                list(st.hours),
+                pd.Timestamp(st.last_t, tz="UTC") if st.last_t is not None else pd.NaT,
+            )
+        )
+    out = pd.DataFrame(rows, columns=BASELINE_COLUMNS)
+    out["last_seen_at"] = pd.to_datetime(out["last_seen_at"], utc=True)
+    return out
+
+
+def _in_list(value: Any, values: Any) -> bool:
+    if not value or not isinstance(values, list | tuple | np.ndarray):
+        return False
+    return value in (values if isinstance(values, list | tuple) else values.tolist())
+
+
+def fill_from_baselines(enriched: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
+    """The cold-start fill: a barely-seen customer's habits from the batch layer's baseline. Pure.
+
+    A row is filled when its walk state knew fewer than MIN_HABIT_HISTORY earlier events of the customer,
+    the baseline knows more, and the baseline's last event is strictly before the row (event time: a
+    baseline built over a replayed future is never used for the past). Filled: the prior count, median and
+    p95 amount, seconds since the last purchase (when the state has none), device and country seen (the
+    state's or the baseline's), new devices in the hour (minus this one when the baseline knows its device),
+    distance from home, and the hour-of-day habit. For a row whose customer the state does not know at all
+    (a fresh checkpoint, or a customer forgotten after STATE_TTL) and a baseline holding every earlier event,
+    the filled numbers are exactly those of a walk over the whole history; with 1-4 events in the state the
+    baseline's numbers replace the state's (the events after the baseline are not added).
+    No baselines (the batch layer has not built them yet) or nobody cold: `enriched` itself is returned.
+    """
+    if baselines is None or len(baselines) == 0 or len(enriched) == 0:
+        return enriched
+    missing = [c for c in BASELINE_COLUMNS if c not in baselines.columns]
+    if missing:
+        raise ValueError(
+            f"baselines lack {missing}: rebuild marts.customer_baselines (`ecom batch`) or pass "
+            "ml.features.customer_baselines(state)"
+        )
+    b = (
+        baselines.drop_duplicates("customer_id", keep="last")
+        .assign(customer_id=lambda d: d["customer_id"].astype(str))
+        .set_index("customer_id")
+        .reindex(enriched["customer_id"].astype(str).to_numpy())
+    )
+    prior = enriched["cust_n_prior"].astype(float).fillna(0).to_numpy()
+    n_base = pd.to_numeric(b["n_transactions"], errors="coerce").astype(float).fillna(0).to_numpy()
+    t_ns = _utc_ns(enriched["event_time"])
+    last_seen = pd.to_datetime(b["last_seen_at"], utc=True)
+    seen_ns = last_seen.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view("int64")
+    cold = (prior < MIN_HABIT_HISTORY) & (n_base > prior) & last_seen.notna().to_numpy() & (seen_ns < t_ns)
+    if not cold.any():
+        return enriched
+    out = enriched.copy()
+    idx = np.flatnonzero(cold)
+    # plain Python values for the row loop (numpy scalars are slow one at a time)
+    cols = {c: out[c].astype(float).to_numpy(copy=True) for c in CUSTOMER_CONTEXT_COLUMNS}
+    row = {c: v[idx].tolist() for c, v in cols.items()}
+
+    def numbers(frame: pd.DataFrame, column: str) -> list[float]:
+        return pd.to_numeric(frame[column], errors="coerce").astype(float).to_numpy()[idx].tolist()
+
+    median, p95 = numbers(b, "median_amount"), numbers(b, "p95_amount")
+    home_lat, home_lon = numbers(b, "home_lat"), numbers(b, "home_lon")
+    lat, lon = numbers(enriched, "ip_lat"), numbers(enriched, "ip_lon")
+    devices = b["usual_device_ids"].to_numpy()[idx].tolist()
+    countries = b["usual_countries"].to_numpy()[idx].tolist()
+    hours = b["hour_counts"].to_numpy()[idx].tolist()
+    device = enriched["device_id"].astype(str).to_numpy()[idx].tolist()
+    country = enriched["ip_country"].fillna("").astype(str).to_numpy()[idx].tolist()
+    t_list, seen_list = t_ns[idx].tolist(), seen_ns[idx].tolist()
+    # the same scalar arithmetic as the walk (customer_context), so the numbers are bit-identical
+    for j in range(len(idx)):
+        n = int(n_base[idx[j]])
+        row["cust_n_prior"][j] = n
+        if not math.isnan(median[j]):
+            row["cust_amount_median"][j], row["cust_amount_p95"][j] = median[j], p95[j]
+        if math.isnan(row["cust_secs_since_last"][j]):
+            row["cust_secs_since_last"][j] = (t_list[j] - seen_list[j]) / NS
+        if _in_list(device[j], devices[j]) and row["cust_device_seen"][j] != 1.0:
+            row["cust_device_seen"][j] = 1.0
+            row["cust_new_devices_1h"][j] = max(0.0, row["cust_new_devices_1h"][j] - 1.0)
+        if _in_list(country[j], countries[j]):
+            row["cust_country_seen"][j] = 1.0
+        if not (
+            math.isnan(lat[j]) or math.isnan(lon[j]) or math.isnan(home_lat[j]) or math.isnan(home_lon[j])
+        ):
+            row["cust_home_distance_km"][j] = _haversine_km(lat[j], lon[j], home_lat[j], home_lon[j])
+        counts = hours[j]
+        if n >= MIN_HABIT_HISTORY and isinstance(counts, list | tuple | np.ndarray) and len(counts) == 24:
+            h = (t_list[j] // (3600 * NS)) % 24
+            row["cust_hour_share"][j] = (
+                int(counts[(h - 1) % 24]) + int(counts[h]) + int(counts[(h + 1) % 24])
+            ) / n
+    for c, values in cols.items():
+        values[idx] = row[c]
+    for c, values in cols.items():
+        out[c] = values
+    return out
+
+
 @contextmanager
 def _no_cyclic_gc() -> Iterator[None]:
     """The walk allocates millions of small, acyclic objects (window entries, per-key states): the cyclic
@@ -483,7 +631,10 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 
 def history_context(
-    tx: pd.DataFrame, chargebacks: pd.DataFrame | None = None, state: HistoryState | None = None
+    tx: pd.DataFrame,
+    chargebacks: pd.DataFrame | None = None,
+    state: HistoryState | None = None,
+    baselines: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, HistoryState]:
     """`tx` plus CONTEXT_COLUMNS (same index, same row order), and the state to continue from.
 
@@ -491,6 +642,16 @@ def history_context(
     the next batch (events later than those already walked); the chargebacks must cover the last
     CHARGEBACK_LOOKBACK before the batch's events. Rows of one call are walked in (event_time, transaction_id)
     order, so the result does not depend on how the input is sorted.
+
+    `baselines` (BASELINE_COLUMNS, e.g. marts.customer_baselines) applies `fill_from_baselines` after the
+    walk, as the stream does after its keyed state. Training passes none, on purpose: it walks the master
+    dataset from its first event, so at every row the walk's own state holds every earlier event of the
+    customer, which is all a batch layer caught up to that row could have built (and a lagging one knows
+    less). The fill only acts where a baseline knows more than the state and was built before the row;
+    over a walk from the first event no such row exists, so the point-in-time fill is the identity there
+    (tests/ml/test_features.py proves it). It matters where a walk starts mid-history: the stream after a
+    fresh checkpoint or once a customer idle for STATE_TTL was forgotten, or a walk over a later window.
+    The chargeback look-back is each row's own event time (never the wall clock).
     """
     state = HistoryState() if state is None else state
     if len(tx) == 0:
@@ -501,7 +662,7 @@ def history_context(
             tx, state.terminals, cust["cust_home_distance_km"].to_numpy()
         )
     cb = chargeback_context(tx, chargebacks)
-    enriched = pd.concat([tx, cust, term, cb], axis=1)
+    enriched = fill_from_baselines(pd.concat([tx, cust, term, cb], axis=1), baselines)
     return enriched, state
 
 
@@ -582,7 +743,10 @@ def derive_features(enriched: pd.DataFrame) -> pd.DataFrame:
 
 
 def enrich(
-    tx: pd.DataFrame, chargebacks: pd.DataFrame | None = None, state: HistoryState | None = None
+    tx: pd.DataFrame,
+    chargebacks: pd.DataFrame | None = None,
+    state: HistoryState | None = None,
+    baselines: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, HistoryState]:
     """Alias of history_context (reads better at call sites that go on to score)."""
-    return history_context(tx, chargebacks, state)
+    return history_context(tx, chargebacks, state, baselines)

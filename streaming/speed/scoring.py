@@ -6,10 +6,15 @@ batch's `mapInPandas` closure carries the new broadcast, so the query switches m
 every row records the version that scored it.
 
 Lambda merge. The keyed state (state.py) knows the customer's *recent* history; the batch layer's
-`marts.customer_baselines` knows the long history. A customer the stream has barely seen (fewer than
-`ml.features.MIN_HABIT_HISTORY` events in state, e.g. after a fresh checkpoint) gets their usual amount,
-devices, countries and home location from the baseline instead (`merge_baselines`), so they are not
-mistaken for a brand-new customer. A missing baselines table simply means no fill (cold start).
+`marts.customer_baselines` knows the long history. `ml.features.fill_from_baselines` (the one cold-start
+fill, the same function `ml.features.history_context` applies) gives a customer the stream has barely seen
+(after a fresh checkpoint, or once forgotten after STATE_TTL) their habits from the baseline, but only from a
+baseline built before the event (event time). A missing baselines table simply means no fill (cold start).
+
+Every look-back is bounded by the event time of the rows being scored, never the wall clock: the driver
+broadcasts every chargeback (one per fraud: small), and `ml.features.chargeback_context` counts, for each
+row, those reported in the 7 / 30 days before its own event time, so a replayed history from years ago gets
+the same chargeback context as training.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, timedelta
 from typing import Any
 
 import numpy as np
@@ -29,20 +33,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from kernel.settings import Settings, get_settings
-from ml.features import CHARGEBACK_LOOKBACK, MIN_HABIT_HISTORY, chargeback_context
+from ml.features import chargeback_context, fill_from_baselines
+from streaming.speed.state import utc_event_time
 
 log = logging.getLogger("ecom.speed.scoring")
 
-BASELINE_COLUMNS = [
-    "customer_id",
-    "n_transactions",
-    "median_amount",
-    "p95_amount",
-    "usual_device_ids",
-    "usual_countries",
-    "home_lat",
-    "home_lon",
-]
 SPEED_COLUMNS = [
     "transaction_id",
     "customer_id",
@@ -93,62 +88,6 @@ OUTPUT_SCHEMA = T.StructType(
 
 
 # ------------------------------------------------------------------------------------------ pure parts
-def _haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi, dlmb = p2 - p1, np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
-    return 2 * 6371.0 * np.arcsin(np.minimum(1.0, np.sqrt(a)))
-
-
-def _contains(values: pd.Series, lists: pd.Series) -> np.ndarray:
-    return np.fromiter(
-        (
-            bool(v) and isinstance(lst, list | tuple | np.ndarray) and v in list(lst)
-            for v, lst in zip(values, lists, strict=True)
-        ),
-        dtype=bool,
-        count=len(values),
-    )
-
-
-def merge_baselines(enriched: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
-    """Fill a barely-seen customer's habits from the batch layer's baseline (see module docstring). Pure."""
-    if baselines is None or baselines.empty or enriched.empty:
-        return enriched
-    b = baselines.set_index("customer_id").reindex(enriched["customer_id"].to_numpy())
-    prior = enriched["cust_n_prior"].astype(float).fillna(0).to_numpy()
-    n_base = b["n_transactions"].astype(float).fillna(0).to_numpy()
-    cold = (prior < MIN_HABIT_HISTORY) & (n_base > prior)
-    if not cold.any():
-        return enriched
-    out = enriched.copy()
-    idx = np.flatnonzero(cold)
-
-    def put(column: str, values: np.ndarray) -> None:
-        ok = ~pd.isna(values)
-        out.iloc[idx[ok], out.columns.get_loc(column)] = values[ok]
-
-    put("cust_n_prior", n_base[idx])
-    put("cust_amount_median", b["median_amount"].astype(float).to_numpy()[idx])
-    put("cust_amount_p95", b["p95_amount"].astype(float).to_numpy()[idx])
-    sub = enriched.iloc[idx]
-    seen_dev = _contains(sub["device_id"], b["usual_device_ids"].iloc[idx])
-    out.iloc[idx, out.columns.get_loc("cust_device_seen")] = np.maximum(
-        sub["cust_device_seen"].astype(float).fillna(0).to_numpy(), seen_dev.astype(float)
-    )
-    seen_cty = _contains(sub["ip_country"], b["usual_countries"].iloc[idx])
-    out.iloc[idx, out.columns.get_loc("cust_country_seen")] = np.maximum(
-        sub["cust_country_seen"].astype(float).fillna(0).to_numpy(), seen_cty.astype(float)
-    )
-    home_lat = b["home_lat"].astype(float).to_numpy()[idx]
-    home_lon = b["home_lon"].astype(float).to_numpy()[idx]
-    dist = _haversine_km(
-        sub["ip_lat"].astype(float).to_numpy(), sub["ip_lon"].astype(float).to_numpy(), home_lat, home_lon
-    )
-    put("cust_home_distance_km", dist)
-    return out
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -170,9 +109,9 @@ def score_frame(
     out_cols = [f.name for f in OUTPUT_SCHEMA.fields]
     parts = []
     if len(good):
-        tx = good.assign(event_time=_utc(good["event_ts"]))
+        tx = good.assign(event_time=utc_event_time(good["event_ts"]))
         tx = pd.concat([tx, chargeback_context(tx, chargebacks)], axis=1)
-        tx = merge_baselines(tx, baselines)
+        tx = fill_from_baselines(tx, baselines)
         feats = champion.model.named_steps["features"].transform(tx)
         scores = np.asarray(champion.model.named_steps["scorer"].score_samples(feats), dtype=float)
         alert = scores >= champion.threshold
@@ -227,11 +166,6 @@ def score_frame(
     return pd.concat(parts, ignore_index=True)[out_cols]
 
 
-def _utc(ts: pd.Series) -> pd.Series:
-    ts = pd.to_datetime(ts)
-    return ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
-
-
 def make_scorer(
     champion_bc, baselines_bc, chargebacks_bc
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
@@ -248,31 +182,6 @@ def make_scorer(
 
 
 # ------------------------------------------------------------------------------------------ driver side
-def load_baselines(settings: Settings | None = None) -> pd.DataFrame | None:
-    """marts.customer_baselines (None when the batch layer has not built it yet: cold start, never fail)."""
-    from kernel.db import connect
-
-    s = settings or get_settings()
-    with connect(s) as conn, conn.cursor() as cur:
-        cur.execute("SELECT to_regclass('marts.customer_baselines') IS NOT NULL")
-        if not cur.fetchone()[0]:
-            return None
-        cur.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = 'marts' AND table_name = 'customer_baselines'"
-        )
-        have = {r[0] for r in cur.fetchall()}
-        cols = [c for c in BASELINE_COLUMNS if c in have]
-        if "customer_id" not in cols:
-            return None
-        cur.execute(f"SELECT {', '.join(cols)} FROM marts.customer_baselines")
-        df = pd.DataFrame(cur.fetchall(), columns=cols)
-    for c in BASELINE_COLUMNS:
-        if c not in df.columns:
-            df[c] = None
-    return df[BASELINE_COLUMNS]
-
-
 @dataclass
 class Broadcasts:
     champion: Any
@@ -372,16 +281,13 @@ class ChampionCache:
         )
 
     def _refresh_context(self) -> None:
-        from datetime import datetime
-
-        from ml.data import load_chargebacks
+        from ml.data import load_baselines, load_chargebacks
 
         sc = self.spark.sparkContext
         baselines = load_baselines(self.settings)
-        # the features count chargebacks reported before each event over CHARGEBACK_LOOKBACK; events may be
-        # replayed history, so keep a generous margin (labels are few: one per fraud)
-        since = datetime.now(UTC) - CHARGEBACK_LOOKBACK - timedelta(days=400)
-        chargebacks = load_chargebacks(self.settings, reported_since=since)
+        # every chargeback, whatever its date: the look-back is applied per row in event time by
+        # ml.features.chargeback_context (a wall-clock bound would drop a replayed history's labels)
+        chargebacks = load_chargebacks(self.settings)
         for old in (self._baselines_bc, self._chargebacks_bc):
             if old is not None:
                 old.unpersist()

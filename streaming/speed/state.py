@@ -45,7 +45,9 @@ STATE_SCHEMA = T.StructType([T.StructField("blob", T.BinaryType(), nullable=Fals
 REJECTED_KEY = "__rejected__"
 
 
-def _utc(ts: pd.Series) -> pd.Series:
+def utc_event_time(ts: pd.Series) -> pd.Series:
+    """Spark's `event_ts` as pandas hands it over (naive UTC under the session's UTC zone) -> tz-aware UTC,
+    the form ml.features reads. Shared by the keyed state and scoring.py."""
     ts = pd.to_datetime(ts)
     return ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
 
@@ -132,7 +134,7 @@ def _context_fn(kind: type, context, columns: list[str], id_column: str, last_ms
             yield pdf.assign(**{c: np.nan for c in columns})
             return
         stored = KeyedStates(state.get[0] if state.exists else None, kind, last_ms)
-        tx = pdf.assign(event_time=_utc(pdf["event_ts"]))
+        tx = pdf.assign(event_time=utc_event_time(pdf["event_ts"]))
         ctx, touched = context(tx, stored.get(tx[id_column].unique()))
         watermark = _watermark(state)
         horizon = watermark - STATE_TTL_MS if watermark is not None and watermark > 0 else None
@@ -208,7 +210,7 @@ class TerminalProcessor(StatefulProcessor):
         stored = KeyedStates(
             self.state.get()[0] if self.state.exists() else None, TerminalState, _terminal_last_ms
         )
-        tx = pdf.assign(event_time=_utc(pdf["event_ts"]))
+        tx = pdf.assign(event_time=utc_event_time(pdf["event_ts"]))
         ctx, touched = terminal_context(tx, stored.get(tx["terminal_id"].unique()))
         newest = max((_terminal_last_ms(v) or 0) for v in touched.values()) if touched else 0
         value = stored.dump(touched, newest - STATE_TTL_MS)
