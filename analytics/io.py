@@ -278,33 +278,26 @@ def _query_df(conn, sql: str, params: Sequence[object] | None = None) -> pd.Data
         return pd.DataFrame(cur.fetchall(), columns=names)
 
 
+ORDER_LINES = "marts.fct_order_lines"  # the batch layer's one definition of an order line (dbt model)
 MARTS_LINES_SQL = (
     "SELECT customer_id, transaction_id AS order_id, event_time AS order_time, line_amount::float8 AS amount, "
-    "product_id, quantity::float8 AS quantity FROM marts.fct_order_lines"
-)
-MASTER_LINES_SQL = (
-    "SELECT t.customer_id, t.transaction_id AS order_id, t.event_time AS order_time, "
-    "((li->>'quantity')::numeric * (li->>'unit_price')::numeric)::float8 AS amount, "
-    "li->>'product_id' AS product_id, (li->>'quantity')::float8 AS quantity "
-    "FROM master.transactions t CROSS JOIN LATERAL jsonb_array_elements(t.line_items) li"
+    f"product_id, quantity::float8 AS quantity FROM {ORDER_LINES}"
 )
 
 
-def read_lines_from_db(
-    conn, lines_table: str | None = None, source: str = "auto"
-) -> tuple[pd.DataFrame, str]:
+def read_lines_from_db(conn, lines_table: str | None = None) -> tuple[pd.DataFrame, str]:
     """Canonical lines from the warehouse; returns (frame, the relation read).
 
-    source "auto": the batch layer's marts.fct_order_lines (one row per product line) when it exists, else the
-    master dataset's line_items (a fresh stack before the first dbt build); "marts" / "master" force one.
-    lines_table: any relation with the canonical columns instead (tests point the assets at their own data).
+    Default: the batch layer's marts.fct_order_lines (one row per product line), the only definition of an
+    order line; it is not re-derived here from the master dataset. lines_table: any relation with the
+    canonical columns instead (tests point the assets at their own data).
     """
     if lines_table:
         df, src = _copy_df(conn, f"SELECT * FROM {_relation_sql(conn, lines_table)}"), lines_table
-    elif source == "marts" or (source == "auto" and _relation_exists(conn, "marts.fct_order_lines")):
-        df, src = _copy_df(conn, MARTS_LINES_SQL), "marts.fct_order_lines"
+    elif _relation_exists(conn, ORDER_LINES):
+        df, src = _copy_df(conn, MARTS_LINES_SQL), ORDER_LINES
     else:
-        df, src = _copy_df(conn, MASTER_LINES_SQL), "master.transactions"
+        raise EcomError(f"{ORDER_LINES} does not exist yet; build the batch layer first: ecom batch")
     if df.empty:
         return df.reindex(columns=list(CANONICAL)), src
     df["order_time"] = (

@@ -1,11 +1,12 @@
-"""Run the suites with Great Expectations 1.x: sync the file context from code, validate, store, build docs.
+"""Run the suites with Great Expectations 1.x: build the file context from code, validate, store, build docs.
 
-The GX file context lives in `expectations/gx/` (settings.gx_context_dir): great_expectations.yml, the
-suites, validation definitions and checkpoints are committed; `uncommitted/` (validation results, Data
-Docs) is git-ignored. The suites are *defined* in `expectations/suites.py`; `sync_context()` writes them
-into the context only when they changed, so the committed JSON is a faithful, reviewable rendering of the
-code. The Postgres connection string is never written: the datasource says `${ECOM_PG_URL}` and GX
-substitutes it from the environment, which `open_context()` fills from `kernel.settings.service_env()`.
+The suites are defined once, in `expectations/suites.py`. The GX file context is generated from them at run
+time into the git-ignored local state (settings.gx_context_dir, `.local/gx/`): `sync_context()` writes the
+datasource, suites, validation definitions and checkpoints there, rewriting an object only when the code's
+definition changed; validation results and Data Docs go to `uncommitted/` beside them. Nothing of it is
+committed, so there is no second copy of a suite to drift. The Postgres connection string is never
+written: the datasource says `${ECOM_PG_URL}` and GX substitutes it from the environment, which
+`open_context()` fills from `kernel.settings.service_env()`.
 
 Every suite has one checkpoint (so a Dagster check can run one suite), whose UpdateDataDocsAction
 rebuilds the Data Docs on every run. A suite whose relation (or a relation its queries read) does not
@@ -165,7 +166,7 @@ def relation_columns(relations: Sequence[str], settings: Settings | None = None)
 
 
 def default_project_root(settings: Settings | None = None) -> Path:
-    """GX puts its context in `<project_root>/gx`; ours is settings.gx_context_dir (expectations/gx)."""
+    """GX puts its context in `<project_root>/gx`; ours is settings.gx_context_dir (`.local/gx`)."""
     return (settings or get_settings()).gx_context_dir.parent
 
 
@@ -224,8 +225,8 @@ def _ensure_asset(ctx: Any, spec: SuiteSpec) -> Any:
 def sync_context(ctx: Any, spec: SuiteSpec) -> Any:
     """Make the context hold `spec` (asset, suite, validation definition, checkpoint); returns the checkpoint.
 
-    Objects are rewritten only when the code's definition changed, so re-running leaves the committed
-    files untouched.
+    Objects are rewritten only when the code's definition changed, so re-running leaves the generated
+    files (and the ids the stored validation results refer to) untouched.
     """
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
@@ -275,12 +276,41 @@ def docs_index(project_root: Path | None = None, settings: Settings | None = Non
     return root / "gx" / "uncommitted" / "data_docs" / DOCS_SITE / "index.html"
 
 
-def build_docs(project_root: Path | None = None, settings: Settings | None = None) -> Path:
-    """Rebuild the Data Docs site from the stored suites and validation results; returns index.html."""
-    with _context_lock(project_root, settings):
-        ctx = open_context(project_root, settings)
+def _suite_specs(
+    names: Sequence[str] | None,
+    targets: Targets,
+    thresholds: Thresholds | None,
+    settings: Settings,
+    foreign_keys: Sequence[ForeignKey] | None,
+) -> tuple[list[SuiteSpec], dict[str, list[str]]]:
+    """The code's suites for `targets`, and the columns of every relation they read that exists."""
+    fks = fact_foreign_keys(settings.dbt.project_dir) if foreign_keys is None else list(foreign_keys)
+    dims = [f"{targets.marts_schema}.{fk.dim_model}" for fk in fks]
+    columns = relation_columns([*targets.relations().values(), *dims], settings)
+    return build_suites(targets, thresholds, columns, names, foreign_keys=fks), columns
+
+
+def build_docs(
+    project_root: Path | None = None, settings: Settings | None = None, targets: Targets | None = None
+) -> Path:
+    """Rebuild the Data Docs site; returns index.html.
+
+    The context is generated, so the suites are first synced from the code (those whose relations exist:
+    a fresh state shows its suites before any run); then the site is rendered from them and the stored
+    validation results. Without Postgres the site is rebuilt from what the context already holds.
+    """
+    s = settings or get_settings()
+    with _context_lock(project_root, s):
+        ctx = open_context(project_root, s)
+        try:
+            specs, columns = _suite_specs(None, targets or Targets(), None, s, None)
+        except EcomError:  # Postgres is down: the relations cannot be looked up, the stored suites still show
+            specs, columns = [], {}
+        for spec in specs:
+            if all(r in columns for r in (spec.relation, *spec.reads)):
+                sync_context(ctx, spec)
         ctx.build_data_docs(site_names=[DOCS_SITE])
-        index = docs_index(project_root, settings)
+        index = docs_index(project_root, s)
         localize_site(index.parent)
     return index
 
@@ -321,10 +351,7 @@ def run_suites(
     t = targets or Targets()
     run_id = run_id or uuid.uuid4().hex
     run_at = datetime.now(UTC)
-    fks = fact_foreign_keys(s.dbt.project_dir) if foreign_keys is None else list(foreign_keys)
-    dims = [f"{t.marts_schema}.{fk.dim_model}" for fk in fks]
-    columns = relation_columns([*t.relations().values(), *dims], s)
-    specs = build_suites(t, thresholds, columns, names, foreign_keys=fks)
+    specs, columns = _suite_specs(names, t, thresholds, s, foreign_keys)
     outcomes: list[SuiteOutcome] = []
     with _context_lock(project_root, s):
         ctx = open_context(project_root, s)

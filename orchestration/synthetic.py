@@ -1,91 +1,107 @@
-"""Deterministic synthetic data for the batch layer's tests and benchmark, generated inside Postgres.
+"""Deterministic synthetic data for the batch layer's tests and benchmark: the shop simulator, landed in Postgres.
 
-`generate_series` + hash functions make N contract-valid transactions (with line items, speed-layer
-scores, alerts and chargebacks) in seconds, so a 1M-row benchmark spends its time in dbt, not in Python.
-Every id carries a caller-chosen prefix and the rows a caller-chosen Kafka topic, so a test on the shared
-database can find exactly its own rows. Enumerated values come from the event contract.
+There is one generator of synthetic data, `events.simulator.ShopSimulator`. A `SyntheticSpec` names a
+simulated shop (its ids all start with `prefix`, its rows carry Kafka topic `topic`, so a test on the shared
+database finds exactly its own rows) sized to `total_rows` transactions over `span`
+(`analytics.synthetic.sized_config`). Row g is the g-th transaction of its history, so
+`insert_transactions(conn, spec, first, last)` lands any range of it, in any number of calls, and the
+same spec always lands the same rows. What lands, through the landing's own write path
+(`streaming.landing.master`): the contract events in master.transactions at partition g % 6, offset g // 6,
+and the simulator's chargebacks (its fraud labels) in master.chargebacks. With `scored`, a stand-in for the
+speed layer scores each landed row (a deterministic hash of its id, model version 'synthetic', alerts at
+the top 1 %), so the serving views have both halves without running Spark.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from itertools import islice
+from typing import Any
 
 import psycopg
 
-from events.contract import enum_values
+from analytics.synthetic import sized_config
+from events.simulator import ShopSimulator, SimConfig
+from events.simulator.reference import upsert_frame
+from kernel.db import copy_insert
+from streaming.landing.master import CHARGEBACK_COLUMNS, MASTER_COLUMNS, chargeback_row, master_row
 
-COUNTRIES = ["US", "GB", "DE", "FR", "CA", "ES", "IT", "NL"]
+PARTITIONS = 6
+# Share of a simulated history that is fraud at fraud_rate 1 (measured: ~0.65 % over 60 days of 5,000
+# customers); every fraud transaction is charged back, so this turns `chargeback_every` into a fraud rate.
+FRAUD_SHARE_AT_RATE_1 = 0.0065
+SIZE_MARGIN = 1.1  # size the history a little above total_rows, so its first total_rows rows exist
 
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    prefix: str  # every id starts with it (tests filter on it)
+    prefix: str  # every id starts with it (tests filter on it); letters, digits, '_', '.', '-'
     topic: str  # kafka_topic of the rows (unique per test)
     n_customers: int = 5_000
     n_merchants: int = 200
     n_products: int = 2_000
     start_time: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     span: timedelta = timedelta(days=60)
-    total_rows: int = 1_000_000  # event_time spreads rows 0..total_rows over `span`
-    chargeback_every: int = 211  # one chargeback per this many transactions
+    total_rows: int = 1_000_000  # rows 0..total_rows-1 exist; the history is sized to hold them in `span`
+    chargeback_every: int = 211  # about one chargeback (a charged-back fraud) per this many transactions
     scored: bool = True  # also write the speed layer's rows for them
+    seed: int = 7
+
+    def sim_config(self) -> SimConfig:
+        base = SimConfig(
+            seed=self.seed,
+            n_customers=self.n_customers,
+            n_products=self.n_products,
+            n_merchants=self.n_merchants,
+            days=self.span / timedelta(days=1),
+            start=self.start_time,
+            fraud_rate=1.0 / (self.chargeback_every * FRAUD_SHARE_AT_RATE_1),
+            namespace=self.prefix,
+        )
+        return sized_config(base, self.total_rows * SIZE_MARGIN)
 
 
-TRANSACTIONS_SQL = """
-INSERT INTO master.transactions (
-    transaction_id, schema_version, customer_id, merchant_id, terminal_id, event_time, currency, amount,
-    payment_method, channel, device_id, device_type, ip_address, ip_country, ip_city, ip_lat, ip_lon,
-    line_items, kafka_topic, kafka_partition, kafka_offset, kafka_timestamp)
-SELECT
-    %(prefix)s || 't' || b.g,
-    1,
-    %(prefix)s || 'c' || b.cust,
-    %(prefix)s || 'm' || b.merch,
-    %(prefix)s || 'm' || b.merch || '-t' || (b.h3 %% 3),
-    b.event_time,
-    (%(currencies)s::text[])[1 + (b.h1 %% 97 = 0)::int],
-    li.amount,
-    (%(payment_methods)s::text[])[1 + (b.h2 %% cardinality(%(payment_methods)s::text[]))],
-    (%(channels)s::text[])[1 + (b.h3 %% cardinality(%(channels)s::text[]))],
-    %(prefix)s || 'd' || b.cust || '-' || (b.h1 %% 2),
-    (%(device_types)s::text[])[1 + ((b.cust + (b.h1 %% 2)) %% cardinality(%(device_types)s::text[]))],
-    '10.' || (b.cust %% 250) || '.' || (b.h2 %% 250) || '.' || (b.h3 %% 250),
-    (%(countries)s::text[])[1 + ((b.cust + (b.h1 %% 23 = 0)::int) %% cardinality(%(countries)s::text[]))],
-    'city-' || (b.cust %% 50),
-    -60 + (b.cust %% 120) + (b.h2 %% 100) / 1000.0,
-    -170 + (b.cust %% 340) + (b.h3 %% 100) / 1000.0,
-    li.items,
-    %(topic)s,
-    (b.g %% 6)::int,
-    b.g / 6,
-    b.event_time
-FROM (
-    SELECT
-        g,
-        abs(hashint8(g)::bigint) AS h1,
-        abs(hashint8(g + 1000000007)::bigint) AS h2,
-        abs(hashint8(g + 2000000014)::bigint) AS h3,
-        abs(hashint8(g + 3000000021)::bigint) %% %(n_customers)s AS cust,
-        abs(hashint8(g + 4000000028)::bigint) %% %(n_merchants)s AS merch,
-        %(start_time)s::timestamptz + make_interval(secs => g * %(seconds_per_row)s) AS event_time
-    FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
-) AS b
-CROSS JOIN LATERAL (
-    SELECT
-        jsonb_agg(jsonb_build_object('product_id', %(prefix)s || 'p' || x.product, 'quantity', x.q,
-                                     'unit_price', x.unit_price) ORDER BY x.k) AS items,
-        sum(x.q * x.unit_price) AS amount
-    FROM (
-        SELECT
-            k,
-            (b.h3 + k * 7919) %% %(n_products)s AS product,
-            1 + ((b.h1 >> k) %% 3)::int AS q,
-            round(1 + ((b.h2 >> (k * 3)) %% 15000) / 100.0, 2) AS unit_price
-        FROM generate_series(1, 1 + (b.h2 %% 3)::int) AS k
-    ) AS x
-) AS li
-"""
+class _History:
+    """A spec's simulated history read forward, row by row (callers land consecutive ranges)."""
+
+    def __init__(self, spec: SyntheticSpec) -> None:
+        self.spec = spec
+        self.sim = ShopSimulator(spec.sim_config())
+        self._lock = threading.Lock()
+        self._restart()
+
+    def _restart(self) -> None:
+        self._events: Iterator[tuple[dict[str, Any], dict[str, Any] | None]] = self.sim.history(
+            max_events=self.spec.total_rows
+        )
+        self._next = 0
+
+    def rows(self, first: int, last: int) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """(event, label) of rows first..last; a range before the last one read restarts the history."""
+        if not 0 <= first <= last < self.spec.total_rows:
+            raise ValueError(f"rows {first}..{last} are outside 0..{self.spec.total_rows - 1} of the spec")
+        with self._lock:
+            if first < self._next:
+                self._restart()
+            skip = first - self._next
+            out = list(islice(self._events, skip, skip + last - first + 1))
+            self._next = first + len(out)
+        if len(out) < last - first + 1:
+            raise ValueError(
+                f"the simulated history of {self.spec.prefix!r} ends at row {first + len(out) - 1}, "
+                f"before row {last}; raise total_rows"
+            )
+        return out
+
+
+@lru_cache(maxsize=4)
+def _history(spec: SyntheticSpec) -> _History:
+    return _History(spec)
+
 
 SCORES_SQL = """
 INSERT INTO speed.scored_transactions (
@@ -113,113 +129,47 @@ WHERE s.is_alert AND s.transaction_id LIKE %(like)s
 ON CONFLICT (transaction_id) DO NOTHING
 """
 
-CHARGEBACKS_SQL = """
-INSERT INTO master.chargebacks (transaction_id, schema_version, customer_id, reported_at, fraud_scenario,
-                                amount, kafka_topic, kafka_partition, kafka_offset)
-SELECT t.transaction_id, 1, t.customer_id, t.event_time + interval '3 days', 'card_testing', t.amount,
-       %(topic)s || '.chargebacks', t.kafka_partition, t.kafka_offset
-FROM master.transactions t
-WHERE t.kafka_topic = %(topic)s AND t.kafka_offset BETWEEN %(first_offset)s AND %(last_offset)s
-  AND abs(hashtext(t.transaction_id)::bigint) %% %(every)s = 0
-ON CONFLICT (transaction_id) DO NOTHING
-"""
-
 
 def insert_transactions(conn: psycopg.Connection, spec: SyntheticSpec, first: int, last: int) -> int:
-    """Insert transactions number first..last (inclusive) of `spec`, plus their speed rows and labels.
+    """Land transactions number first..last (inclusive) of `spec`, plus their chargebacks and speed rows.
 
-    Commits once; returns the number of transactions inserted. Row g gets kafka_offset g // 6 on
-    partition g % 6, so ranges from separate calls never collide.
+    Commits once; returns the number of transactions inserted (0 for rows already landed). Row g gets
+    kafka_offset g // 6 on partition g % 6, so ranges from separate calls never collide.
     """
-    enums = enum_values()
-    params = {
-        "prefix": spec.prefix,
-        "topic": spec.topic,
-        "currencies": enums["currency"][:2],
-        "payment_methods": enums["payment_method"],
-        "channels": enums["channel"],
-        "device_types": enums["device_type"],
-        "countries": COUNTRIES,
-        "n_customers": spec.n_customers,
-        "n_merchants": spec.n_merchants,
-        "n_products": spec.n_products,
-        "start_time": spec.start_time,
-        "seconds_per_row": spec.span.total_seconds() / max(1, spec.total_rows),
-        "first": first,
-        "last": last,
-    }
-    offsets = {"topic": spec.topic, "first_offset": first // 6, "last_offset": last // 6 + 1}
+    pairs = _history(spec).rows(first, last)
+    tx_rows, cb_rows = [], []
+    for g, (event, label) in enumerate(pairs, start=first):
+        partition, offset = g % PARTITIONS, g // PARTITIONS
+        tx_rows.append(master_row(event, spec.topic, partition, offset))
+        if label is not None:
+            cb_rows.append(chargeback_row(label, spec.topic + ".chargebacks", partition, offset))
+    offsets = {"topic": spec.topic, "first_offset": first // PARTITIONS, "last_offset": last // PARTITIONS}
     with conn.cursor() as cur:
-        cur.execute(TRANSACTIONS_SQL, params)
-        inserted = cur.rowcount
+        inserted = copy_insert(cur, "master.transactions", MASTER_COLUMNS, tx_rows)
+        if cb_rows:
+            copy_insert(cur, "master.chargebacks", CHARGEBACK_COLUMNS, cb_rows)
         if spec.scored:
             cur.execute(SCORES_SQL, offsets)
-            cur.execute(ALERTS_SQL, {"like": spec.prefix + "t%"})
-        cur.execute(CHARGEBACKS_SQL, {**offsets, "every": spec.chargeback_every})
+            cur.execute(ALERTS_SQL, {"like": spec.prefix + "%"})
     conn.commit()
     return inserted
 
 
-REFERENCE_SQL = [
-    """
-    INSERT INTO reference.customers (customer_id, first_name, signup_at, home_country, home_city, home_lat,
-                                     home_lon, currency, value_tier, preferred_payment, preferred_channel,
-                                     n_devices, favourite_category, updated_at)
-    SELECT %(prefix)s || 'c' || g, 'name' || g, %(start_time)s::timestamptz - interval '400 days',
-           (%(countries)s::text[])[1 + g %% cardinality(%(countries)s::text[])], 'city-' || (g %% 50),
-           -60 + (g %% 120), -170 + (g %% 340), 'USD',
-           (ARRAY['bronze', 'silver', 'gold', 'platinum'])[1 + g %% 4], 'card', 'web', 2, 'cat' || (g %% 10),
-           %(start_time)s::timestamptz - interval '1 day'
-    FROM generate_series(0, %(n_customers)s - 1) AS g
-    WHERE g %% %(every)s = 0
-    ON CONFLICT (customer_id) DO NOTHING
-    """,
-    """
-    INSERT INTO reference.merchants (merchant_id, name, category, country, city, has_stores, updated_at)
-    SELECT %(prefix)s || 'm' || g, 'merchant ' || g, 'cat' || (g %% 10), 'US', 'city-' || (g %% 50),
-           g %% 2 = 0, %(start_time)s::timestamptz - interval '1 day'
-    FROM generate_series(0, %(n_merchants)s - 1) AS g
-    WHERE g %% %(every)s = 0
-    ON CONFLICT (merchant_id) DO NOTHING
-    """,
-    """
-    INSERT INTO reference.terminals (terminal_id, merchant_id, kind, city, country, lat, lon, updated_at)
-    SELECT %(prefix)s || 'm' || g || '-t' || k, %(prefix)s || 'm' || g,
-           (ARRAY['web_checkout', 'mobile_sdk', 'pos'])[1 + k], 'city-' || (g %% 50), 'US', 40, -70,
-           %(start_time)s::timestamptz - interval '1 day'
-    FROM generate_series(0, %(n_merchants)s - 1) AS g, generate_series(0, 2) AS k
-    WHERE g %% %(every)s = 0
-    ON CONFLICT (terminal_id) DO NOTHING
-    """,
-    """
-    INSERT INTO reference.products (product_id, name, category, brand, price, currency, attributes,
-                                    updated_at)
-    SELECT %(prefix)s || 'p' || g, 'product ' || g, 'cat' || (g %% 10), 'brand' || (g %% 30),
-           round(1 + (g %% 15000) / 100.0, 2), 'USD', jsonb_build_object('colour', 'c' || (g %% 7)),
-           %(start_time)s::timestamptz - interval '1 day'
-    FROM generate_series(0, %(n_products)s - 1) AS g
-    WHERE g %% %(every)s = 0
-    ON CONFLICT (product_id) DO NOTHING
-    """,
-]
-
-
 def insert_reference(conn: psycopg.Connection, spec: SyntheticSpec, every: int = 1) -> None:
-    """Reference rows (customers, merchants, terminals, products) for every `every`-th id of `spec`.
+    """The simulator's reference rows (customers as of the end of the span, merchants with their terminals,
+    products) for every `every`-th id of `spec`; commits.
 
     every > 1 leaves the other ids unknown to reference data, which the dimensions must absorb as inferred
     members (as they must for late-arriving reference data).
     """
-    params = {
-        "prefix": spec.prefix,
-        "start_time": spec.start_time,
-        "countries": COUNTRIES,
-        "n_customers": spec.n_customers,
-        "n_merchants": spec.n_merchants,
-        "n_products": spec.n_products,
-        "every": every,
+    sim = _history(spec).sim
+    merchants = sim.merchants.iloc[::every]
+    frames = {
+        "customers": sim.customers_as_of(sim.end).iloc[::every],
+        "products": sim.products.iloc[::every],
+        "merchants": merchants,
+        "terminals": sim.terminals[sim.terminals.merchant_id.isin(merchants.merchant_id)],
     }
-    with conn.cursor() as cur:
-        for sql in REFERENCE_SQL:
-            cur.execute(sql, params)
+    for table, df in frames.items():
+        upsert_frame(conn, table, df)
     conn.commit()

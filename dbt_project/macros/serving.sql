@@ -1,15 +1,17 @@
 {#
-  The Lambda merge, shared by every serving view. Each view inlines it and reads only relations that a
-  batch refresh never drops (sources, incremental facts, the watermark log), so a reader always sees
-  every landed transaction exactly once:
+  The Lambda merge, shared by every serving view. Like every model above staging it reads models only
+  (`ref`): the staging views of the master dataset and the speed layer, the incremental fact and the
+  watermark log. None of them is dropped by a batch refresh (staging views are `stable_view`s, the fact
+  and the log are incremental), so a reader always sees every landed transaction exactly once:
 
     batch   fct_transactions rows with landed_seq <= W  (W = latest marts.batch_watermark)
-    recent  master.transactions rows after the batch view: landed_seq > W - lookback (late commits) and
-            not already in the batch part
+    recent  stg_master__transactions rows after the batch view: landed_seq > W - lookback (late commits)
+            and not already in the batch part
 
-  Both halves are evaluated in one statement, hence one MVCC snapshot, so a batch build running at the
-  same time (appending to fct_transactions, then writing a new watermark) never makes a row appear twice
-  or vanish. The fraud score comes from the speed layer (speed.scored_transactions), joined live so a
+  Both halves are evaluated in one statement, hence one MVCC snapshot (the staging view is inlined by the
+  planner, so it reads master.transactions in the same snapshot), and a batch build running at the same
+  time (appending to fct_transactions, then writing a new watermark) never makes a row appear twice or
+  vanish. The fraud score comes from the speed layer (stg_speed__scored_transactions), joined live so a
   score committed after the batch build is served too.
 #}
 {% macro serving_transactions_sql() %}
@@ -29,9 +31,9 @@ batch as (
 recent as (
     select
         t.transaction_id, t.customer_id, t.merchant_id, t.terminal_id, t.device_id, t.event_time,
-        t.currency::text, t.amount, t.payment_method, t.channel, t.device_type, t.ip_country,
-        jsonb_array_length(t.line_items), t.landed_at, t.landed_seq, 'realtime'::text
-    from {{ source('master', 'transactions') }} as t
+        t.currency_code, t.amount, t.payment_method, t.channel, t.device_type, t.ip_country,
+        t.n_line_items, t.landed_at, t.landed_seq, 'realtime'::text
+    from {{ ref('stg_master__transactions') }} as t
     where t.landed_seq > (select seq from watermark) - {{ var('late_landing_lookback') }}
       and not exists (
           select 1 from {{ ref('fct_transactions') }} as f
@@ -62,10 +64,10 @@ select
     s.fraud_score,
     coalesce(s.is_alert, false) as is_alert,
     s.model_version,
-    s.committed_at as scored_at,
+    s.scored_at,
     m.served_from,
     m.landed_at,
     m.landed_seq
 from merged as m
-left join {{ source('speed', 'scored_transactions') }} as s on s.transaction_id = m.transaction_id
+left join {{ ref('stg_speed__scored_transactions') }} as s on s.transaction_id = m.transaction_id
 {% endmacro %}

@@ -438,12 +438,13 @@ def build_customers(
     catalog: Catalog,
     merchants: Merchants,
     ns: str,
+    purchase_rate: float = 1.0,
 ) -> Customers:
     day = 86_400_000
     n_cat = len(CATEGORY_NAMES)
     # Pareto/NBD: purchase rate ~ Gamma(shape 0.7) across customers (few heavy buyers, a long rare tail);
     # lifetime ~ Exponential with a gamma-distributed dropout rate (median ~230 days, a long loyal tail).
-    rate = rng.gamma(0.7, 0.08 / 0.7, n)
+    rate = rng.gamma(0.7, 0.08 / 0.7, n) * purchase_rate
     dropout = rng.gamma(1.5, (1 / 260) / 1.5, n)
     lifetime_days = np.minimum(rng.exponential(1.0 / dropout), 20 * 365)
     # 30% joined during the year before the window (the established base), 70% join during it (cohorts)

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from analytics import io
-from orchestration.defs.analytics import defs as analytics_defs
+from kernel.db import connect
 from orchestration.defs.analytics.assets import ASSETS, AnalyticsSource
 from orchestration.defs.analytics.checks import CHECKS
-from orchestration.resources import MlflowResource, PostgresResource
+from orchestration.resources import MlflowResource, resources_from_settings
 
 KEYS = {
     "rfm_customers": ["customer_id"],
@@ -31,7 +31,9 @@ KEYS = {
 
 
 def test_assets_are_downstream_of_the_marts_and_checked():
-    graph = analytics_defs.resolve_asset_graph()
+    from orchestration.definitions import build_definitions
+
+    graph = build_definitions(["analytics"]).resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     for table in KEYS:
         assert f"analytics/{table}" in keys
@@ -118,8 +120,8 @@ def test_dagster_path_equals_csv_path_and_checks_pass(shop, settings, tmp_path, 
     from ecom.cli import main
 
     schema = f"analytics_test_{uuid.uuid4().hex[:8]}"
-    pg = PostgresResource.from_settings(settings)
-    with pg.connect() as conn:
+    resources = resources_from_settings(settings)
+    with connect(settings) as conn:
         _load(conn, schema, shop)
     try:
         source = AnalyticsSource(
@@ -131,8 +133,8 @@ def test_dagster_path_equals_csv_path_and_checks_pass(shop, settings, tmp_path, 
         result = dg.materialize(
             [*ASSETS, *CHECKS],
             resources={
-                "postgres": pg,
-                "mlflow": MlflowResource.from_settings(settings),
+                "postgres": resources["postgres"],
+                "mlflow": resources["mlflow"],
                 "analytics_source": source,
             },
         )
@@ -148,7 +150,7 @@ def test_dagster_path_equals_csv_path_and_checks_pass(shop, settings, tmp_path, 
         )
         products_csv = tmp_path / "products.csv"
         shop.products.to_csv(products_csv, index=False)
-        with pg.connect() as conn:
+        with connect(settings) as conn:
             params = io.read_table(conn, schema, "clv_params").iloc[0]
         out = tmp_path / "out"
         code = main(
@@ -174,7 +176,7 @@ def test_dagster_path_equals_csv_path_and_checks_pass(shop, settings, tmp_path, 
             ]
         )
         assert code == 0, capsys.readouterr().err
-        with pg.connect() as conn:
+        with connect(settings) as conn:
             for name in KEYS:
                 db = io.read_table(conn, schema, name)
                 file = pd.read_csv(out / f"{name}.csv", dtype={"rfm_code": str, "cohort_month": str})
@@ -195,13 +197,13 @@ def test_dagster_path_equals_csv_path_and_checks_pass(shop, settings, tmp_path, 
         again = dg.materialize(
             ASSETS,
             selection=[dg.AssetKey(["analytics", "customer_ltv"]), dg.AssetKey(["analytics", "clv_params"])],
-            resources={"postgres": pg, "mlflow": down, "analytics_source": source},
+            resources={"postgres": resources["postgres"], "mlflow": down, "analytics_source": source},
         )
         assert again.success
-        with pg.connect() as conn:
+        with connect(settings) as conn:
             assert io.read_table(conn, schema, "clv_params").iloc[0]["mlflow_run_id"] in ("", None)
     finally:
-        with pg.connect(autocommit=True) as conn:
+        with connect(settings, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 

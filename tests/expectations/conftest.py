@@ -35,5 +35,5 @@ def qschema(stack: Settings) -> Iterator[QSchema]:
 
 @pytest.fixture
 def gx_root(tmp_path: Path) -> Path:
-    """A private GX project root: tests never write into the committed expectations/gx context."""
+    """A private GX project root: tests never write into the platform's generated context (.local/gx)."""
     return tmp_path / "gxproject"

@@ -12,8 +12,10 @@ import pytest
 
 from expectations.catalog import SUITE_ASSETS
 from kernel.db import connect
+from kernel.settings import get_settings
 from orchestration.defs.quality.checks import build_quality_checks
 from orchestration.defs.quality.resources import QualityResource
+from orchestration.resources import resources_from_settings
 from tests.expectations.support import QSchema, make_events
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -59,7 +61,10 @@ def _materialize(q: QSchema, gx_root) -> dg.ExecuteInProcessResult:
         analytics_schema=q.name,
         trigger="test",
     )
-    return dg.materialize(_graph(), resources={"quality": resource}, raise_on_error=False)
+    postgres = resources_from_settings(get_settings())["postgres"]
+    return dg.materialize(
+        _graph(), resources={"quality": resource, "postgres": postgres}, raise_on_error=False
+    )
 
 
 def _materialized(result: dg.ExecuteInProcessResult) -> set[dg.AssetKey]:

@@ -40,6 +40,27 @@ def _browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
 
 
+def test_the_context_is_generated_from_the_code_with_the_connection_string_as_a_variable(
+    qschema: QSchema, gx_root
+) -> None:
+    """A fresh context (nothing committed) gets the code's suites; the URL with its password is never written."""
+    from kernel.settings import service_env
+
+    index = build_docs(project_root=gx_root, targets=qschema.targets)
+    context = gx_root / "gx"
+    suites = {p.stem for p in (context / "expectations").glob("*.json")}
+    assert {"master_transactions", "speed_scored_transactions"} <= suites
+    assert {p.stem for p in (context / "checkpoints").glob("*.json")} == suites
+    config = (context / "great_expectations.yml").read_text()
+    assert "connection_string: ${ECOM_PG_URL}" in config
+    url = service_env(qschema.settings)["ECOM_PG_URL"]
+    written = "".join(
+        p.read_text() for p in context.rglob("*") if p.is_file() and p.suffix in {".yml", ".json"}
+    )
+    assert url not in written
+    assert "master_transactions" in index.read_text()  # the site lists the suites before any validation
+
+
 def test_data_docs_render_suites_and_results(qschema: QSchema, gx_root, tmp_path):
     events = make_events(20, 21, qschema.now)
     qschema.insert_events(events)
@@ -53,7 +74,7 @@ def test_data_docs_render_suites_and_results(qschema: QSchema, gx_root, tmp_path
         trigger="test",
     )
     assert run.suite("master_transactions").status == "failed"
-    index = build_docs(project_root=gx_root)
+    index = build_docs(project_root=gx_root, targets=qschema.targets)
     assert index == run.docs_index and index.exists()
 
     dom = _browser(tmp_path, "--dump-dom", index.as_uri())

@@ -177,3 +177,21 @@ def test_unreachable_postgres_is_one_actionable_error(settings, tmp_path):
     message = str(err.value)
     assert "cannot reach Postgres at" in message and ":1/" in message and "ecom up" in message
     assert "\n" not in message
+
+
+def test_suites_have_one_source_the_code_and_the_context_is_local_state():
+    """The GX context is generated into the git-ignored state folder; no rendering of a suite is committed."""
+    import subprocess
+
+    from kernel.settings import get_settings
+
+    s = get_settings()
+    assert s.gx_context_dir.is_relative_to(s.state_dir)
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", "*.json", "*great_expectations.yml"],
+        cwd=s.repo_root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert not [p for p in tracked if p.startswith("expectations/") or "/gx/" in p], tracked

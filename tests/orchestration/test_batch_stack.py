@@ -1,8 +1,8 @@
 """The batch and serving layers on the real stack: Dagster runs dbt on generated data, every dbt test passes,
 the star holds this test's rows, and the serving views equal the master dataset while rows keep landing.
 
-Data: in-database synthetic rows (orchestration.synthetic) with a unique id prefix and Kafka topic, so the
-assertions see only this test's rows; the builds themselves run over everything in the shared database.
+Data: the shop simulator's history landed by orchestration.synthetic, with a unique id prefix and Kafka topic,
+so the assertions see only this test's rows; the builds themselves run over everything in the shared database.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Writer(threading.Thread):
     def run(self) -> None:
         try:
             with db.connect() as conn:
-                while not self.stop.is_set():
+                while not self.stop.is_set() and self.next + CHUNK_ROWS <= self.spec.total_rows:
                     insert_transactions(conn, self.spec, self.next, self.next + CHUNK_ROWS - 1)
                     self.next += CHUNK_ROWS
                     time.sleep(0.2)
@@ -83,9 +83,9 @@ def scenario(stack):
         n_customers=400,
         n_merchants=30,
         n_products=300,
-        start_time=datetime.now(UTC) - timedelta(hours=2),
-        span=timedelta(hours=2),
-        total_rows=20_000,
+        start_time=datetime.now(UTC) - timedelta(days=1),
+        span=timedelta(days=1),
+        total_rows=100_000,  # the writer lands ~600 rows/s while a batch run lasts; it stops at the end
     )
     with db.connect() as conn:
         insert_reference(conn, spec, every=2)  # odd ids stay unknown: inferred members
@@ -157,7 +157,7 @@ def test_star_holds_the_rows_of_the_batch(scenario) -> None:
         inferred, known = conn.execute(
             "SELECT count(*) FILTER (WHERE is_inferred), count(*) FILTER (WHERE NOT is_inferred) "
             "FROM marts.dim_customer WHERE customer_id LIKE %s",
-            (scenario["spec"].prefix + "c%",),
+            (scenario["spec"].prefix + "C%",),
         ).fetchone()
         mismatched_baselines = conn.execute(
             """
@@ -166,7 +166,7 @@ def test_star_holds_the_rows_of_the_batch(scenario) -> None:
                   WHERE customer_id LIKE %(c)s GROUP BY 1) f USING (customer_id)
             WHERE b.n_transactions <> f.n OR cardinality(b.usual_device_ids) = 0 OR b.home_lat IS NULL
             """,
-            {"c": scenario["spec"].prefix + "c%"},
+            {"c": scenario["spec"].prefix + "C%"},
         ).fetchone()[0]
     assert master_n > INITIAL_ROWS
     assert fct_n >= master_n  # everything landed up to the watermark (plus late commits caught)

@@ -37,7 +37,7 @@ def test_ecom_batch_exits_non_zero_when_a_check_fails(stack, tmp_path) -> None:
                 SELECT 'f-bad-1', schema_version, customer_id, merchant_id, terminal_id, event_time, currency,
                        amount, 'barter', channel, device_id, device_type, ip_address, ip_country, ip_city, ip_lat,
                        ip_lon, line_items, kafka_topic, kafka_partition, kafka_offset + 1000000, kafka_timestamp
-                FROM master.transactions WHERE transaction_id = 'f-t0'
+                FROM master.transactions WHERE kafka_topic = 'fixture-fail' AND kafka_offset = 0 LIMIT 1
                 """
             )
             conn.commit()
