@@ -14,6 +14,7 @@ import importlib
 BENCH_MODULES = [
     "bench.stack",
     "bench.produce",
+    "bench.replay",
     "bench.stream",
     "bench.train",
     "bench.batch",

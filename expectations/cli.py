@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--context-dir",
-        help="GX project folder to use instead of the committed one (its context goes in <dir>/gx)",
+        help="GX project folder to use instead of the generated one in the state dir (its context goes in <dir>/gx)",
     )
     p.set_defaults(func=run_command)
     sub = p.add_subparsers(dest="quality_command", metavar="{docs}", parser_class=type(p))

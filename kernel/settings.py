@@ -166,6 +166,23 @@ class MetabaseSettings:
 
 
 @dataclass(frozen=True)
+class DashboardsSettings:
+    """`ecom dashboards serve`: the specs of dashboards/specs/ rendered without Metabase (Plotly Dash)."""
+
+    host: str
+    port: int
+    # the read-only Postgres role the dashboards connect as (created by kernel/sql/070_dashboards_reader.sql;
+    # its password is set by `ecom up` from this setting)
+    pg_user: str
+    pg_password: str
+    statement_timeout_ms: int = 30_000
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Settings:
     repo_root: Path
     state_dir: Path
@@ -180,6 +197,7 @@ class Settings:
     spark: SparkSettings
     dbt: DbtSettings
     metabase: MetabaseSettings
+    dashboards: DashboardsSettings
     gx_context_dir: Path
     gx_data_docs_port: int
     extra: dict[str, str] = field(default_factory=dict)
@@ -303,6 +321,13 @@ def load_settings(env_file: Path | None = None) -> Settings:
         pg_port=i("METABASE_PG_PORT", str(postgres.port)),
         database_name=e("METABASE_DATABASE_NAME", "ecom-lambda platform"),
     )
+    dashboards = DashboardsSettings(
+        host=e("ECOM_DASHBOARDS_HOST", bind),
+        port=i("ECOM_DASHBOARDS_PORT", "8050"),
+        pg_user="ecom_dashboards",  # fixed: the migration creates the role under this name
+        pg_password=e("ECOM_DASHBOARDS_PG_PASSWORD", "") or _local_secret(state_dir, "dashboards_password"),
+        statement_timeout_ms=i("ECOM_DASHBOARDS_STATEMENT_TIMEOUT_MS", "30000"),
+    )
     return Settings(
         repo_root=REPO_ROOT,
         state_dir=state_dir,
@@ -317,7 +342,8 @@ def load_settings(env_file: Path | None = None) -> Settings:
         spark=spark,
         dbt=dbt,
         metabase=metabase,
-        gx_context_dir=REPO_ROOT / "expectations" / "gx",
+        dashboards=dashboards,
+        gx_context_dir=state_dir / "gx",  # generated from expectations/suites.py at run time
         gx_data_docs_port=i("ECOM_DATA_DOCS_PORT", "8581"),
     )
 

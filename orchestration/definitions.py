@@ -1,7 +1,9 @@
 """The Dagster code location of ecom-lambda: assembles `Definitions` from the domain packages, nothing else.
 
-Each domain lives in `orchestration/defs/<name>/__init__.py` and exposes `defs = dg.Definitions(...)`.
-To add a domain, append its name to DOMAINS. workspace.yaml points the webserver and daemon here.
+Each domain lives in `orchestration/defs/<name>/__init__.py` and exposes `defs = dg.Definitions(...)`
+with its own resources (dbt, quality, analytics_source). The services every domain reaches (postgres,
+mlflow, kafka, metabase) are bound once, here, from the settings (`resources_from_settings`). To add a
+domain, append its name to DOMAINS. workspace.yaml points the webserver and daemon here.
 
 Besides the domains' own jobs there is one cross-domain job, `refresh_all`: every materializable asset
 except the Metabase dashboards (those need a Metabase server; `ecom dashboards provision` or the
@@ -14,7 +16,8 @@ import importlib
 
 import dagster as dg
 
-from orchestration.resources import shared_resources
+from kernel.settings import get_settings
+from orchestration.resources import resources_from_settings
 
 DOMAINS = ["ingest", "dbt", "metabase", "quality", "ml", "analytics"]
 
@@ -38,7 +41,7 @@ def refresh_all_job() -> dg.UnresolvedAssetJobDefinition:
 def build_definitions(domains: list[str] | None = None) -> dg.Definitions:
     return dg.Definitions.merge(
         *load_domain_defs(domains),
-        dg.Definitions(resources=shared_resources(), jobs=[refresh_all_job()]),
+        dg.Definitions(resources=resources_from_settings(get_settings()), jobs=[refresh_all_job()]),
     )
 
 

@@ -14,7 +14,7 @@ from orchestration.defs.ml.assets import (
     fraud_challenger,
     fraud_champion,
 )
-from orchestration.resources import shared_resources
+from orchestration.resources import resources_from_settings
 from tests.ml.conftest import SIM_START, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -53,7 +53,7 @@ def test_retrain_promotes_then_the_blocking_gate_stops_an_equal_challenger(stack
     instance = dg.DagsterInstance.ephemeral()
     first = dg.materialize(
         [fraud_challenger, fraud_champion],
-        resources=shared_resources(),
+        resources=resources_from_settings(stack),
         run_config=run_config,
         instance=instance,
     )
@@ -66,7 +66,7 @@ def test_retrain_promotes_then_the_blocking_gate_stops_an_equal_challenger(stack
     # same data, same seed: an identical model does not *beat* the champion -> blocked before promotion
     second = dg.materialize(
         [fraud_challenger, fraud_champion],
-        resources=shared_resources(),
+        resources=resources_from_settings(stack),
         run_config=run_config,
         instance=instance,
         raise_on_error=False,

@@ -143,7 +143,10 @@ def test_status_json_reports_every_service(stack):
     )
     assert out.returncode == 0, out.stderr
     names = [s["name"] for s in json.loads(out.stdout)["services"]]
-    assert names == ["postgres", "kafka", "mlflow", "dagster-webserver", "dagster-daemon"]
+    assert names == [
+        "postgres", "kafka", "mlflow", "dagster-webserver", "dagster-daemon",
+        "dbt-docs", "data-docs", "dashboards",  # the UIs (`ecom up --uis`), listed even when not started
+    ]  # fmt: skip
 
 
 # --- the launcher's life cycle, on a second stack of its own (other ports, own state folder) --------------

@@ -11,7 +11,7 @@ import pytest
 from kernel import db
 from kernel.settings import get_settings
 from orchestration.defs.dbt.automation import new_landings_sensor
-from orchestration.resources import PostgresResource
+from orchestration.resources import resources_from_settings
 from orchestration.synthetic import SyntheticSpec, insert_transactions
 
 pytestmark = pytest.mark.stack
@@ -24,7 +24,7 @@ def test_sensor_counts_rows_landed_after_its_cursor(stack, monkeypatch) -> None:
         insert_transactions(
             conn, SyntheticSpec(prefix=f"sn{tag}-", topic=f"fixture-{tag}", scored=False), 0, 29
         )
-    postgres = PostgresResource.from_settings()
+    postgres = resources_from_settings(get_settings())["postgres"]
 
     monkeypatch.setenv("ECOM_BATCH_SENSOR_MIN_NEW_ROWS", "1000000000")
     get_settings.cache_clear()

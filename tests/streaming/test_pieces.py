@@ -1,5 +1,6 @@
-"""The speed layer's pure pieces, without services: parsing/validation on static frames, the baseline
-merge, quarantine rows, master rows, the Spark configuration."""
+"""The speed layer's pure pieces, without services: parsing/validation on static frames, quarantine rows,
+master rows, the Spark configuration. (The cold-start fill is ml.features.fill_from_baselines, tested in
+tests/ml/test_features.py; scoring with it in test_scoring_unit.py.)"""
 
 from __future__ import annotations
 
@@ -69,49 +70,6 @@ def test_landing_maps_events_to_master_columns(spark):
     rows = df.orderBy("kafka_offset").collect()
     assert [r.transaction_id for r in rows] == [e["transaction_id"] for e in ev]
     assert all(r.reject_reason is None for r in rows)
-
-
-def test_merge_baselines_fills_only_barely_seen_customers():
-    from streaming.speed.scoring import merge_baselines
-
-    enriched = pd.DataFrame(
-        {
-            "customer_id": ["new_to_stream", "known_to_stream", "unknown_everywhere"],
-            "device_id": ["dev-a", "dev-z", "dev-q"],
-            "ip_country": ["FR", "FR", "FR"],
-            "ip_lat": [48.85, 48.85, 48.85],
-            "ip_lon": [2.35, 2.35, 2.35],
-            "cust_n_prior": [0.0, 30.0, 0.0],
-            "cust_amount_median": [np.nan, 12.0, np.nan],
-            "cust_amount_p95": [np.nan, 40.0, np.nan],
-            "cust_device_seen": [0.0, 0.0, 0.0],
-            "cust_country_seen": [0.0, 1.0, 0.0],
-            "cust_home_distance_km": [np.nan, 3.0, np.nan],
-        }
-    )
-    baselines = pd.DataFrame(
-        {
-            "customer_id": ["new_to_stream", "known_to_stream"],
-            "n_transactions": [120, 200],
-            "median_amount": [55.0, 99.0],
-            "p95_amount": [150.0, 300.0],
-            "usual_device_ids": [["dev-a", "dev-b"], ["dev-y"]],
-            "usual_countries": [["FR"], ["DE"]],
-            "home_lat": [48.86, 52.5],
-            "home_lon": [2.34, 13.4],
-        }
-    )
-    out = merge_baselines(enriched, baselines)
-    cold = out.iloc[0]
-    assert cold.cust_n_prior == 120 and cold.cust_amount_median == 55.0 and cold.cust_amount_p95 == 150.0
-    assert cold.cust_device_seen == 1.0 and cold.cust_country_seen == 1.0
-    assert 0 < cold.cust_home_distance_km < 5
-    # the stream already knows this customer well: its own recent state wins
-    pd.testing.assert_series_equal(out.iloc[1], enriched.iloc[1])
-    # no baseline at all: a true cold start, untouched
-    pd.testing.assert_series_equal(out.iloc[2], enriched.iloc[2])
-    # no baselines table yet: nothing changes, nothing fails
-    assert merge_baselines(enriched, None) is enriched
 
 
 def test_quarantine_rows_keep_raw_bytes_and_text_only_when_utf8():

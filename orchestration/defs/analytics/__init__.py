@@ -7,7 +7,6 @@ import dagster as dg
 
 from orchestration.defs.analytics.assets import ASSETS, AnalyticsSource
 from orchestration.defs.analytics.checks import CHECKS
-from orchestration.resources import shared_resources
 
 analytics_job = dg.define_asset_job(
     "analytics_refresh",
@@ -25,5 +24,5 @@ defs = dg.Definitions(
     asset_checks=CHECKS,
     jobs=[analytics_job],
     schedules=[analytics_schedule],
-    resources={"analytics_source": AnalyticsSource(), **shared_resources()},
+    resources={"analytics_source": AnalyticsSource()},
 )

@@ -26,8 +26,8 @@ def key(table: str) -> dg.AssetKey:
 
 
 class AnalyticsSource(dg.ConfigurableResource):
-    """Where the analytics assets read and write. Defaults: the marts (falling back to the master dataset
-    while they are not built) and the `analytics` schema; tests point them at their own relations."""
+    """Where the analytics assets read and write. Defaults: the batch layer's marts (fct_order_lines,
+    dim_product, dim_customer) and the `analytics` schema; tests point them at their own relations."""
 
     lines_table: str = ""  # any relation with customer_id, order_id, order_time, amount, product_id, quantity
     products_table: str = ""  # default marts.dim_product, else reference.products

@@ -7,12 +7,11 @@ import dagster as dg
 from orchestration.defs.dbt.assets import ecom_dbt_assets
 from orchestration.defs.dbt.automation import batch_refresh_job, batch_refresh_schedule, new_landings_sensor
 from orchestration.defs.dbt.project import dbt_resource
-from orchestration.resources import shared_resources
 
 defs = dg.Definitions(
     assets=[ecom_dbt_assets],
     jobs=[batch_refresh_job],
     schedules=[batch_refresh_schedule],
     sensors=[new_landings_sensor],
-    resources={"dbt": dbt_resource(), **shared_resources()},
+    resources={"dbt": dbt_resource()},
 )

@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from orchestration.defs.dbt.project import build_lock, ecom_dbt_project
+from orchestration.resources import PostgresResource
 from orchestration.translator import EcomDbtTranslator
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,10 @@ class DbtBuildConfig(dg.Config):
     dagster_dbt_translator=translator,
     name="ecom_dbt",
 )
-def ecom_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
+def ecom_dbt_assets(
+    context: AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig, postgres: PostgresResource
+):
     """`dbt build` of the selected models, snapshots and tests; test results stream back as asset checks."""
     args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
-    with build_lock():
+    with build_lock(postgres):
         yield from dbt.cli(args, context=context).stream()

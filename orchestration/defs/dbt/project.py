@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-import psycopg
 from dagster_dbt import DbtCliResource, DbtProject
 
 from kernel.settings import get_settings, service_env
+from orchestration.resources import PostgresResource
 
 DBT_PGOPTIONS = "-c jit=off -c work_mem=256MB -c maintenance_work_mem=256MB"
 
@@ -34,14 +34,13 @@ BUILD_LOCK_KEY = 5_050_505
 
 
 @contextmanager
-def build_lock() -> Iterator[None]:
+def build_lock(postgres: PostgresResource) -> Iterator[None]:
     """Serialize dbt builds on the database dbt targets (ECOM_PG_DB as exported for dbt, see profiles.yml)."""
     export_dbt_env()
-    s = get_settings()
     # the dbt profile reads the database from the environment, and a caller (test, benchmark) may point it
     # at another database: lock that one
-    target_db = os.environ.get("ECOM_PG_DB") or s.postgres.db
-    with psycopg.connect(s.postgres.dsn(target_db), autocommit=True, connect_timeout=5) as conn:
+    target_db = os.environ.get("ECOM_PG_DB") or postgres.db
+    with postgres.connect(autocommit=True, db=target_db) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK_KEY,))
         try:
             yield

@@ -12,8 +12,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from kernel.settings import get_settings
-from orchestration.resources import PostgresResource, shared_resources
+from orchestration.resources import KafkaResource, PostgresResource
 
 # While the shop is open, transactions land continuously: an hour without one is a warning, a day a failure.
 LANDING_FRESHNESS = dg.FreshnessPolicy.time_window(
@@ -133,25 +132,18 @@ def observe_landing_tables(context, postgres: PostgresResource):
 
 
 @dg.multi_observable_source_asset(specs=kafka_specs, name="observe_kafka_topics", can_subset=True)
-def observe_kafka_topics(context):
+def observe_kafka_topics(context, kafka: KafkaResource):
     """Sum of end offsets per topic (data version = total messages ever produced)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    s = get_settings().kafka
-    topics = {KAFKA_TRANSACTIONS: s.topic_transactions, KAFKA_CHARGEBACKS: s.topic_labels}
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, request_timeout_ms=15000)
-    try:
-        for key in context.selected_asset_keys:
-            partitions = consumer.partitions_for_topic(topics[key]) or set()
-            tps = [TopicPartition(topics[key], p) for p in partitions]
-            total = sum(consumer.end_offsets(tps).values()) if tps else 0
-            yield dg.ObserveResult(
-                asset_key=key,
-                data_version=dg.DataVersion(str(total)),
-                metadata={"end_offsets_total": total, "partitions": len(tps), "topic": topics[key]},
-            )
-    finally:
-        consumer.close()
+    topics = {KAFKA_TRANSACTIONS: kafka.topic_transactions, KAFKA_CHARGEBACKS: kafka.topic_labels}
+    selected = [key for key in topics if key in context.selected_asset_keys]
+    offsets = kafka.end_offsets([topics[key] for key in selected])
+    for key in selected:
+        total, partitions = offsets[topics[key]]
+        yield dg.ObserveResult(
+            asset_key=key,
+            data_version=dg.DataVersion(str(total)),
+            metadata={"end_offsets_total": total, "partitions": partitions, "topic": topics[key]},
+        )
 
 
 observe_landing_job = dg.define_asset_job(
@@ -172,5 +164,4 @@ defs = dg.Definitions(
     assets=[generator_spec, *postgres_specs[4:], observe_landing_tables, observe_kafka_topics],
     jobs=[observe_landing_job],
     schedules=[observe_landing_schedule],
-    resources=shared_resources(),
 )

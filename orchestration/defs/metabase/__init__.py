@@ -2,44 +2,24 @@
 
 The asset runs the same reconcile as `ecom metabase provision` (dashboards.provision). Its upstream assets are
 derived from the specs themselves (every `schema.table` a card's SQL reads, in the schemas that are assets),
-so the lineage in the asset graph is exactly what the dashboards depend on.
+so the lineage in the asset graph is exactly what the dashboards depend on. It reaches Metabase through the
+`metabase` resource and tells Metabase how to read the platform database from the `postgres` resource
+(both from orchestration.resources).
 """
 
-import dataclasses
 import re
-from functools import lru_cache
 
 import dagster as dg
 
 from dashboards.provision import MetabaseError, provision
 from dashboards.spec import DashboardSpec, load_specs
-from kernel.settings import Settings, get_settings
+from kernel.settings import get_settings
+from orchestration.resources import MetabaseResource, PostgresResource, settings_for
 
 METABASE_DASHBOARDS = dg.AssetKey(["metabase", "dashboards"])
 # schemas whose tables are assets of other domains (dbt models and sources, speed tables, analytics outputs)
 ASSET_SCHEMAS = ("serving", "marts", "analytics", "speed", "master")
 RELATION_RE = re.compile(r"\b(" + "|".join(ASSET_SCHEMAS) + r")\.([a-z_][a-z0-9_]*)\b")
-
-
-class MetabaseResource(dg.ConfigurableResource):
-    """Where Metabase is and how to authenticate (values from kernel.settings: METABASE_* environment)."""
-
-    url: str
-    user: str = ""
-    password: str = ""
-    api_key: str = ""
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> "MetabaseResource":
-        mb = (settings or get_settings()).metabase
-        return cls(url=mb.url, user=mb.user, password=mb.password, api_key=mb.api_key)
-
-    def settings(self, base: Settings | None = None) -> Settings:
-        s = base or get_settings()
-        mb = dataclasses.replace(
-            s.metabase, url=self.url, user=self.user, password=self.password, api_key=self.api_key
-        )
-        return dataclasses.replace(s, metabase=mb)
 
 
 class ProvisionConfig(dg.Config):
@@ -60,14 +40,13 @@ def upstream_keys(specs: list[DashboardSpec]) -> list[dg.AssetKey]:
     return [dg.AssetKey(list(k)) for k in sorted(found)]
 
 
-@lru_cache(maxsize=1)
-def _specs() -> tuple[DashboardSpec, ...]:
-    return tuple(load_specs(get_settings().metabase.specs_dir))
+# the dashboards are code in the repo: read once, when the definitions load
+SPECS: tuple[DashboardSpec, ...] = tuple(load_specs(get_settings().metabase.specs_dir))
 
 
 @dg.asset(
     key=METABASE_DASHBOARDS,
-    deps=upstream_keys(list(_specs())),
+    deps=upstream_keys(list(SPECS)),
     group_name="dashboards",
     kinds={"metabase"},
     owners=["team:analytics"],
@@ -75,12 +54,15 @@ def _specs() -> tuple[DashboardSpec, ...]:
     "Data quality) reconciled with dashboards/specs through the Metabase REST API: idempotent, by name.",
 )
 def metabase_dashboards(
-    context: dg.AssetExecutionContext, config: ProvisionConfig, metabase: MetabaseResource
+    context: dg.AssetExecutionContext,
+    config: ProvisionConfig,
+    metabase: MetabaseResource,
+    postgres: PostgresResource,
 ) -> dg.MaterializeResult:
-    settings = metabase.settings()
+    settings = settings_for(postgres, metabase)
     try:
         result = provision(
-            settings, list(_specs()), dry_run=config.dry_run, sync=config.sync, wait_s=config.wait_seconds
+            settings, list(SPECS), dry_run=config.dry_run, sync=config.sync, wait_s=config.wait_seconds
         )
     except MetabaseError as exc:
         raise dg.Failure(description=str(exc)) from None
@@ -98,7 +80,4 @@ def metabase_dashboards(
     )
 
 
-defs = dg.Definitions(
-    assets=[metabase_dashboards],
-    resources={"metabase": MetabaseResource.from_settings()},
-)
+defs = dg.Definitions(assets=[metabase_dashboards])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dagster as dg
 
 from orchestration.defs.ml.assets import ASSETS, CHALLENGER, CHAMPION
-from orchestration.resources import shared_resources
 
 fraud_retrain_job = dg.define_asset_job(
     "fraud_model_retrain",
@@ -26,5 +25,4 @@ defs = dg.Definitions(
     assets=ASSETS,
     jobs=[fraud_retrain_job],
     schedules=[fraud_retrain_schedule],
-    resources=shared_resources(),
 )

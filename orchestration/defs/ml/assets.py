@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from kernel.settings import get_settings
-from orchestration.resources import MlflowResource
+from kernel.settings import Settings
+from orchestration.resources import MlflowResource, PostgresResource, settings_for
 
 CHALLENGER = dg.AssetKey(["ml", "fraud_challenger"])
 CHAMPION = dg.AssetKey(["ml", "fraud_champion"])
@@ -45,7 +45,7 @@ class FraudPromoteConfig(dg.Config):
     model_name: str | None = None
 
 
-def _load(config: FraudTrainConfig):
+def _load(config: FraudTrainConfig, settings: Settings):
     from ml.data import load_master, simulated_history
 
     if config.source == "simulator":
@@ -56,7 +56,7 @@ def _load(config: FraudTrainConfig):
         return tx, cb, f"simulator {params}"
     if config.source != "master":
         raise dg.Failure(f"unknown source {config.source!r}: use 'master' or 'simulator'")
-    tx, cb = load_master()
+    tx, cb = load_master(settings)
     if tx.empty:
         raise dg.Failure("master.transactions is empty: land events before retraining the fraud model")
     return tx, cb, "master.transactions + master.chargebacks"
@@ -86,12 +86,16 @@ def _load(config: FraudTrainConfig):
     ],
 )
 def fraud_challenger(
-    context: dg.AssetExecutionContext, config: FraudTrainConfig, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: FraudTrainConfig,
+    postgres: PostgresResource,
+    mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     from ml.evaluate import METRIC_KEYS
     from ml.train import TrainConfig, train
 
-    tx, cb, source = _load(config)
+    settings = settings_for(postgres, mlflow)
+    tx, cb, source = _load(config, settings)
     context.log.info(f"training on {len(tx):,} transactions and {len(cb):,} chargebacks ({source})")
     cfg = TrainConfig(
         train_days=config.train_days,
@@ -103,7 +107,7 @@ def fraud_challenger(
         source=source,
     )
     name = config.model_name or mlflow.model_name
-    result = train(tx, cb, cfg, settings=get_settings(), model_name=name, promote=False)
+    result = train(tx, cb, cfg, settings=settings, model_name=name, promote=False)
     d = result.decision
     missing = [k for k in METRIC_KEYS if k not in result.metrics or math.isnan(result.metrics[k])]
     champion_md = {f"champion_{k}": v for k, v in (d.champion or {}).items()}
@@ -166,7 +170,7 @@ def fraud_champion(
     md = event.asset_materialization.metadata
     version = str(md["model_version"].value)
     name = config.model_name or str(md["model_name"].value)
-    s = get_settings()
+    s = settings_for(mlflow)
     tags = registry.client(s).get_model_version(name, version).tags
     # the blocking check already stopped a refused challenger; the tag is the registry's own record of it
     if tags.get("gate.decision") != "promote":

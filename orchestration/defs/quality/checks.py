@@ -12,6 +12,7 @@ import dagster as dg  # no `from __future__ import annotations`: Dagster inspect
 from expectations.catalog import suite_assets
 from kernel.settings import get_settings
 from orchestration.defs.quality.resources import QualityResource
+from orchestration.resources import PostgresResource, settings_for
 
 CHECK_PREFIX = "gx_"
 
@@ -53,8 +54,10 @@ def build_quality_check(suite: str, asset_key: tuple[str, ...]) -> dg.AssetCheck
         "block downstream assets, warnings do not. Results in quality.expectation_results; Data Docs "
         "via `ecom quality docs`.",
     )
-    def _check(context: dg.AssetCheckExecutionContext, quality: QualityResource) -> dg.AssetCheckResult:
-        run = quality.run([suite], run_id=context.run.run_id)
+    def _check(
+        context: dg.AssetCheckExecutionContext, quality: QualityResource, postgres: PostgresResource
+    ) -> dg.AssetCheckResult:
+        run = quality.run([suite], run_id=context.run.run_id, settings=settings_for(postgres))
         outcome = run.suite(suite)
         context.log.info(f"{suite}: {outcome.status}, score {outcome.score}; Data Docs {run.docs_index}")
         result = check_result(outcome)

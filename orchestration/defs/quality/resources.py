@@ -1,7 +1,8 @@
 """The GX runner as a Dagster resource: where the context lives, which relations, which tolerances.
 
-Production uses the defaults (the committed context in expectations/gx, the platform's relations); tests
-build the same checks with a resource pointing at a throwaway schema and a temporary context folder.
+Production uses the defaults (the context generated from expectations/suites.py into .local/gx, the
+platform's relations); tests build the same checks with a resource pointing at a throwaway schema and a
+temporary context folder. The database is the check's `postgres` resource (orchestration.resources), handed to `run` as settings.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from expectations.catalog import Targets, Thresholds
-from kernel.settings import get_settings
+from kernel.settings import Settings
 
 
 class QualityResource(dg.ConfigurableResource):
@@ -36,14 +37,14 @@ class QualityResource(dg.ConfigurableResource):
     def thresholds(self) -> Thresholds:
         return Thresholds(self.speed_lag_minutes, self.future_tolerance_minutes, self.landing_commit_minutes)
 
-    def run(self, names: Sequence[str], run_id: str):  # -> expectations.runner.QualityRun
+    def run(self, names: Sequence[str], run_id: str, settings: Settings):  # -> expectations.runner.QualityRun
         from expectations.runner import run_suites  # GX is slow to import: only when a check executes
 
         return run_suites(
             names,
             targets=self.targets,
             thresholds=self.thresholds,
-            settings=get_settings(),
+            settings=settings,
             project_root=Path(self.project_root) if self.project_root else None,
             run_id=run_id,
             trigger=self.trigger,
