@@ -21,31 +21,13 @@ from ml.data import model_input, simulated_history
 from ml.evaluate import evaluation_report
 from ml.features import history_context
 from ml.train import TrainConfig, train
+from streaming.speed.scoring import SPEED_COLUMNS
 from tests.ml.conftest import unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-SCORED_COLUMNS = [
-    "transaction_id",
-    "customer_id",
-    "merchant_id",
-    "terminal_id",
-    "event_time",
-    "currency",
-    "amount",
-    "payment_method",
-    "channel",
-    "device_type",
-    "ip_country",
-    "n_items",
-    "fraud_score",
-    "is_alert",
-    "model_version",
-    "kafka_partition",
-    "kafka_offset",
-    "kafka_timestamp",
-    "batch_id",
-]
+# the speed layer's row as stored (speed.scored_transactions adds the micro-batch id)
+SCORED_COLUMNS = [*SPEED_COLUMNS, "batch_id"]
 
 
 def _land(stack, tx: pd.DataFrame, cb: pd.DataFrame) -> None:
