@@ -16,6 +16,7 @@ the model version's deployed threshold (its `threshold` tag) with k = its alert 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -66,7 +67,7 @@ def parse_period(start: str, end: str) -> Period:
 # ------------------------------------------------------------------------------------------ data
 def labels_from_file(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A CSV/Parquet with the contract's feature columns + `is_fraud` -> (transactions, chargebacks)."""
-    from ml.data import CB_COLUMNS, _tidy_transactions
+    from ml.data import CB_COLUMNS, tidy_transactions
 
     if not path.exists():
         raise EcomError(f"{path} does not exist; give --from master or a CSV/Parquet file")
@@ -81,7 +82,7 @@ def labels_from_file(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             f"{path} lacks columns {missing}; it needs the contract's columns and {LABEL_COLUMN!r} "
             "(or replay it with `ecom replay` and evaluate --from master)"
         )
-    tx = _tidy_transactions(raw[[*INPUT_COLUMNS, LABEL_COLUMN]])
+    tx = tidy_transactions(raw[[*INPUT_COLUMNS, LABEL_COLUMN]])
     fraud = tx[LABEL_COLUMN].astype(str).str.strip().str.lower().isin(TRUE_LABELS)
     cb = tx.loc[fraud, ["transaction_id", "customer_id", "terminal_id", "event_time"]].copy()
     cb["reported_at"] = cb.pop("event_time") + FILE_LABEL_DELAY
@@ -158,6 +159,24 @@ def score_rows(model: Any, enriched: pd.DataFrame, progress: bool = True) -> np.
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def offline_scores(
+    tx: pd.DataFrame, chargebacks: pd.DataFrame, period: Period, model: Any, progress: bool = True
+) -> pd.DataFrame:
+    """The period's rows scored offline by `model`: one row per transaction (transaction_id, customer_id,
+    event_time, label = a known chargeback, score). What the stream must have stored for the same rows."""
+    enriched = context_for_period(tx, chargebacks, period, progress)
+    known = set(chargebacks["transaction_id"])
+    return pd.DataFrame(
+        {
+            "transaction_id": enriched["transaction_id"],
+            "event_time": enriched["event_time"],
+            "customer_id": enriched["customer_id"],
+            "label": enriched["transaction_id"].isin(known).astype(int),
+            "score": score_rows(model, enriched, progress),
+        }
+    )
+
+
 def stored_scores(period: Period, settings: Settings) -> pd.DataFrame:
     """What the speed layer wrote for the period, with each row's label from master.chargebacks."""
     from kernel.db import connect
@@ -195,24 +214,19 @@ def evaluate_period(
     model_name: str | None = None,
     alerts_per_day: float | None = None,
     progress: bool = True,
+    stored_required: bool = True,
 ) -> dict[str, Any]:
-    """Everything `ecom evaluate` prints: the model scored offline (and the stream's stored scores)."""
+    """Everything `ecom evaluate` prints: the model scored offline (and the stream's stored scores).
+
+    `stored_required=False` (the Dagster asset): a period the stream wrote nothing for gets no `stored`
+    part (and `stored_rows: 0`) instead of an error."""
     from ml import registry
 
     s = settings or get_settings()
     name = model_name or s.mlflow.model_name
     tx, cb = load_source(source, period, s)
     champ = registry.load_champion(s, name) if model == "champion" else _load_version(model, s, name)
-    enriched = context_for_period(tx, cb, period, progress)
-    known = set(cb["transaction_id"])
-    offline = pd.DataFrame(
-        {
-            "event_time": enriched["event_time"],
-            "customer_id": enriched["customer_id"],
-            "label": enriched["transaction_id"].isin(known).astype(int),
-            "score": score_rows(champ.model, enriched, progress),
-        }
-    )
+    offline = offline_scores(tx, cb, period, champ.model, progress)
     days = int(offline["event_time"].dt.floor("D").nunique())
     k = k_for(champ, alerts_per_day, len(offline), days)
     out: dict[str, Any] = {
@@ -227,6 +241,9 @@ def evaluate_period(
     }
     if stored:
         rows = stored_scores(period, s)
+        out["stored_rows"] = len(rows)
+        if rows.empty and not stored_required:
+            return out
         if rows.empty:
             raise EcomError(
                 f"speed.scored_transactions has no row between {period.start.date()} and "
@@ -253,3 +270,66 @@ def _load_version(version: str, settings: Settings, name: str):
         raise EcomError(
             f"model {name} has no version {version} ({exc.error_code}); see the versions in MLflow"
         ) from None
+
+
+# ------------------------------------------------------------------------------------------ for each champion
+def labelled_period(
+    first: pd.Timestamp, latest: pd.Timestamp, days: float, label_delay_days: float
+) -> Period:
+    """The `days` that end one label delay before `latest` (their frauds had time to be reported); a history
+    shorter than the delay gets its last `days` (labels still arriving). Never starts before `first`."""
+    end = latest - pd.Timedelta(days=label_delay_days)
+    if end <= first:
+        end = latest + pd.Timedelta(microseconds=1)
+    return Period(max(first, end - pd.Timedelta(days=days)), end)
+
+
+def recent_period(settings: Settings, days: float, label_delay_days: float) -> Period:
+    """`labelled_period` of the master dataset: a new champion's evaluation period when none is given."""
+    from kernel.db import connect
+
+    with connect(settings) as conn:
+        first, latest = conn.execute(
+            "SELECT min(event_time), max(event_time) FROM master.transactions"
+        ).fetchone()
+    if latest is None:
+        raise EcomError("master.transactions is empty; land events before evaluating a model on it")
+    utc = [pd.Timestamp(t).tz_convert("UTC") for t in (first, latest)]
+    return labelled_period(*utc, days, label_delay_days)
+
+
+def report_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The report's figures as flat MLflow metric names: `evaluation.<offline|stored>.<figure>` (NaN left
+    out: a period without fraud has no ROC AUC)."""
+    out = {}
+    for side in ("offline", "stored"):
+        for key, value in (report.get(side) or {}).items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+                continue
+            out[f"evaluation.{side}.{key}"] = float(value)
+    return out
+
+
+def log_report(report: dict[str, Any], settings: Settings) -> str:
+    """Log the report on the model version's own MLflow run (metrics + the period as tags); its run id."""
+    import time
+
+    from mlflow.entities import Metric, RunTag
+
+    from ml import registry
+
+    m = report["model"]
+    client = registry.client(settings)
+    run_id = client.get_model_version(m["name"], str(m["version"])).run_id
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in report_metrics(report).items()],
+        tags=[
+            RunTag("evaluation.source", str(report["source"])),
+            RunTag("evaluation.period_start", report["period"]["start"]),
+            RunTag("evaluation.period_end", report["period"]["end"]),
+            RunTag("evaluation.k_per_day", str(report["k_per_day"])),
+        ],
+    )
+    return run_id

@@ -25,7 +25,9 @@ TX_COLUMNS = INPUT_COLUMNS
 CB_COLUMNS = ["transaction_id", "customer_id", "terminal_id", "reported_at", "fraud_scenario"]
 
 
-def _tidy_transactions(tx: pd.DataFrame) -> pd.DataFrame:
+def tidy_transactions(tx: pd.DataFrame) -> pd.DataFrame:
+    """Transactions as the feature code reads them: UTC event times, float amounts and coordinates,
+    sorted by (event_time, transaction_id)."""
     tx = tx.copy()
     tx["event_time"] = pd.to_datetime(tx["event_time"], utc=True, format="ISO8601")
     tx["amount"] = pd.to_numeric(tx["amount"]).astype(float)
@@ -57,7 +59,7 @@ def frames_from_events(
                     "fraud_scenario": label.get("fraud_scenario", "reported"),
                 }
             )
-    tx = _tidy_transactions(pd.DataFrame(events, columns=TX_COLUMNS))
+    tx = tidy_transactions(pd.DataFrame(events, columns=TX_COLUMNS))
     cb = pd.DataFrame(labels, columns=CB_COLUMNS) if labels else _empty_chargebacks()
     cb["reported_at"] = pd.to_datetime(cb["reported_at"], utc=True, format="ISO8601")
     return tx, cb
@@ -107,7 +109,7 @@ def load_master(
         cur.execute(f"SELECT {cols} FROM master.transactions {clause}", params)
         tx = pd.DataFrame(cur.fetchall(), columns=TX_COLUMNS)
     cb = load_chargebacks(s)
-    return _tidy_transactions(tx), cb
+    return tidy_transactions(tx), cb
 
 
 def load_chargebacks(

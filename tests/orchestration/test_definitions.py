@@ -291,9 +291,13 @@ def test_every_asset_check_and_sensor_gets_the_resources_it_requires(defs: dg.De
     # the services are reached through resources (issue 17): who requires which
     assert set(required) == {"postgres", "mlflow", "kafka", "metabase", "dbt", "quality", "analytics_source"}
     assert required["kafka"] == {"observe_kafka_topics"}
-    assert {"ml__fraud_challenger", "ml__fraud_champion", "lifetime_value", "recommendations"} == required[
-        "mlflow"
-    ]
+    assert {
+        "ml__fraud_challenger",
+        "ml__fraud_champion",
+        "ml__fraud_champion_evaluation",
+        "lifetime_value",
+        "recommendations",
+    } == required["mlflow"]
     assert {"ecom_dbt", "ml__fraud_challenger", "metabase__dashboards", "new_landings_sensor"} <= required[
         "postgres"
     ]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.defs.ml.assets import ASSETS, CHALLENGER, CHAMPION
+from orchestration.defs.ml.assets import ASSETS, CHALLENGER, CHAMPION, CHAMPION_EVALUATION
 
 fraud_retrain_job = dg.define_asset_job(
     "fraud_model_retrain",
-    selection=dg.AssetSelection.assets(CHALLENGER, CHAMPION),
-    description="Retrain the fraud model on the batch layer, gate it against the champion, promote if better.",
+    selection=dg.AssetSelection.assets(CHALLENGER, CHAMPION, CHAMPION_EVALUATION),
+    description="Retrain the fraud model on the batch layer, gate it against the champion, promote if better, "
+    "then report the new champion's figures on a recent period (offline and as the stream stored them).",
     tags={"layer": "ml"},
 )
 

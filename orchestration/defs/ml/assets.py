@@ -4,12 +4,15 @@
         -> ["ml","fraud_challenger"]   train on time windows, log to MLflow, register a version
            (blocking check `beats_champion`: challenger vs champion on the same hold-out)
         -> ["ml","fraud_champion"]     move the `champion` alias; runs only when the gate passed
+        -> ["ml","fraud_champion_evaluation"]   the new champion's `ecom evaluate` report on a recent
+           period of master.* (offline, and as the stream stored it): asset metadata + MLflow metrics
 
 Training reads the master dataset directly (the batch layer's immutable truth); the dependency on the
 dbt fact table is lineage: a retrain follows a batch refresh.
 """
 
 # no `from __future__ import annotations` here: Dagster resolves Config parameter types at import
+import json
 import math
 from datetime import UTC, datetime
 
@@ -20,6 +23,7 @@ from orchestration.resources import MlflowResource, PostgresResource, settings_f
 
 CHALLENGER = dg.AssetKey(["ml", "fraud_challenger"])
 CHAMPION = dg.AssetKey(["ml", "fraud_champion"])
+CHAMPION_EVALUATION = dg.AssetKey(["ml", "fraud_champion_evaluation"])
 GATE_CHECK = "beats_champion"
 METRICS_CHECK = "holdout_metrics_logged"
 
@@ -182,4 +186,71 @@ def fraud_champion(
     )
 
 
-ASSETS = [fraud_challenger, fraud_champion]
+class ChampionEvaluationConfig(dg.Config):
+    """Which period the new champion is judged on (default: the `days` that end one label delay before the
+    latest landed transaction, so their chargebacks had time to be reported)."""
+
+    model_name: str | None = None
+    start: str | None = None  # ISO date/timestamp; with `end`, overrides the default period
+    end: str | None = None
+    days: float = 7.0
+    label_delay_days: float = 14.0
+    stored: bool = True  # also judge the stream's stored scores, when it wrote any for the period
+
+
+@dg.asset(
+    key=CHAMPION_EVALUATION,
+    group_name="ml",
+    kinds={"mlflow"},
+    deps=[CHAMPION],
+    description="The champion's figures on a recent period of the master dataset, as `ecom evaluate` "
+    "prints them: ROC AUC, average precision, card precision@k per day (k = its alert budget), recall / "
+    "precision / FPR at its deployed threshold, scored offline and as the speed layer stored them. Logged "
+    "as metadata here and as `evaluation.*` metrics on the version's MLflow run.",
+)
+def fraud_champion_evaluation(
+    context: dg.AssetExecutionContext,
+    config: ChampionEvaluationConfig,
+    postgres: PostgresResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    from ml import registry
+    from ml.assess import evaluate_period, log_report, parse_period, recent_period, report_metrics
+
+    s = settings_for(postgres, mlflow)
+    name = config.model_name or mlflow.model_name
+    version = registry.champion_version(s, name)
+    if version is None:
+        raise dg.Failure(f"{name} has no champion to evaluate: materialize ml/fraud_champion first")
+    if config.start and config.end:
+        period = parse_period(config.start, config.end)
+    else:
+        period = recent_period(s, config.days, config.label_delay_days)
+    report = evaluate_period(
+        "master",
+        period,
+        model=version,
+        stored=config.stored,
+        settings=s,
+        model_name=name,
+        progress=False,
+        stored_required=False,
+    )
+    run_id = log_report(report, s)
+    context.log.info(f"{name} v{version} on {period.start} .. {period.end}: {report['offline']}")
+    return dg.MaterializeResult(
+        metadata={
+            "model_name": name,
+            "model_version": version,
+            "mlflow_run_id": run_id,
+            "period_start": report["period"]["start"],
+            "period_end": report["period"]["end"],
+            "k_per_day": report["k_per_day"],
+            "stored_rows": report.get("stored_rows", 0),
+            "report": dg.MetadataValue.json(json.loads(json.dumps(report, default=str))),
+            **report_metrics(report),
+        }
+    )
+
+
+ASSETS = [fraud_challenger, fraud_champion, fraud_champion_evaluation]
