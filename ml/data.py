@@ -1,4 +1,4 @@
-"""Where the fraud model's data comes from: the batch layer's master dataset, or the shop simulator.
+"""Where the fraud model's data comes from: the master dataset, the shop simulator, or a labelled file as replayed.
 
 Thin adapters only: they return two frames in the shape ml.features expects, `transactions` (contract
 columns, tz-aware `event_time`, float `amount`) and `chargebacks` (transaction_id, customer_id, terminal_id
@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 
+from kernel.errors import EcomError
 from kernel.settings import Settings, get_settings
 from ml.features import BASELINE_COLUMNS, INPUT_COLUMNS
 
@@ -181,3 +185,31 @@ def model_input(enriched: pd.DataFrame) -> pd.DataFrame:
     from ml.features import CONTEXT_COLUMNS
 
     return enriched[[c for c in INPUT_COLUMNS if c in enriched.columns] + CONTEXT_COLUMNS]
+
+
+def replayed_history(
+    path: Path, columns: dict[str, str], label_delay_days: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A labelled CSV/Parquet as `ecom replay` lands it: (transactions, chargebacks) of the very events and
+    labels replay sends (its column mapping and defaults, its fixed label delay), without Kafka.
+
+    A row replay would dead-letter raises: a file fit for training has none."""
+    from events.replay import ColumnMapping, ordered_events
+
+    bad: list[tuple[int, str]] = []
+    pairs: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for table in ordered_events(
+            path,
+            ColumnMapping(dict(columns)),
+            lambda line, _raw, reason: bad.append((line, reason)),
+            Path(tmp),
+            label_delay_days=label_delay_days,
+        ):
+            labels = table.column("label").to_pylist()
+            for value, label in zip(table.column("value").to_pylist(), labels, strict=True):
+                pairs.append((orjson.loads(value), orjson.loads(label) if label is not None else None))
+    if bad:
+        line, reason = bad[0]
+        raise EcomError(f"{path}: {len(bad)} rows replay would dead-letter (line {line}: {reason})")
+    return frames_from_events(pairs)

@@ -52,6 +52,7 @@ TERMINAL_CHARGEBACK_WINDOW = pd.Timedelta(days=7)
 CUSTOMER_CHARGEBACK_WINDOW = pd.Timedelta(days=30)
 # how far back the chargebacks handed to history_context must reach (the longest window above)
 CHARGEBACK_LOOKBACK = max(TERMINAL_CHARGEBACK_WINDOW, CUSTOMER_CHARGEBACK_WINDOW)
+PROGRESS_EVERY = 4096  # rows walked between two ticks of the progress bar
 
 # contract columns the feature code reads (all in events/contract/transaction.v1.json)
 INPUT_COLUMNS = [
@@ -325,89 +326,142 @@ def _walk_order(tx: pd.DataFrame, t_ns: np.ndarray) -> np.ndarray:
     return np.lexsort((tx["transaction_id"].astype(str).to_numpy(), t_ns))
 
 
+def _walk_parts(order: np.ndarray, desc: str, progress: bool) -> Iterator[list[int]]:
+    """The walk order as plain ints (numpy scalars are slow one at a time), in slices of PROGRESS_EVERY
+    rows with a tqdm bar when `progress` (shown on a terminal only: tqdm's own TTY check)."""
+    if not progress:
+        yield order.tolist()
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=len(order), unit="tx", desc=desc, disable=None, mininterval=1.0) as bar:
+        for lo in range(0, len(order), PROGRESS_EVERY):
+            part = order[lo : lo + PROGRESS_EVERY].tolist()
+            yield part
+            bar.update(len(part))
+
+
+def _context_frame(rows: list[tuple], order: np.ndarray, columns: list[str], index: pd.Index) -> pd.DataFrame:
+    """Rows produced in walk order -> a frame on the input's index and row order."""
+    out = np.full((len(order), len(columns)), np.nan)
+    if rows:
+        out[order] = np.array(rows, dtype=float)
+    return pd.DataFrame(out, columns=columns, index=index)
+
+
 # ------------------------------------------------------------------------------------------ context
 def customer_context(
-    tx: pd.DataFrame, state: dict[str, CustomerState] | None = None
+    tx: pd.DataFrame, state: dict[str, CustomerState] | None = None, progress: bool = False
 ) -> tuple[pd.DataFrame, dict[str, CustomerState]]:
-    """Per-customer context of each row from earlier rows only; returns (context on tx.index, state)."""
+    """Per-customer context of each row from earlier rows only; returns (context on tx.index, state).
+
+    The loop reads plain Python lists, not numpy arrays: the same values and the same arithmetic (so the same
+    numbers), without boxing a numpy scalar at every access."""
     state = {} if state is None else state
-    n = len(tx)
     t_ns = _utc_ns(tx["event_time"])
-    cents = _cents(tx["amount"])
-    cust = tx["customer_id"].astype(str).to_numpy()
-    dev = tx["device_id"].astype(str).to_numpy()
-    country = tx["ip_country"].fillna("").astype(str).to_numpy()
-    lat = pd.to_numeric(tx["ip_lat"], errors="coerce").to_numpy(dtype=float)
-    lon = pd.to_numeric(tx["ip_lon"], errors="coerce").to_numpy(dtype=float)
-    hour = (t_ns // (3600 * NS)) % 24
-    out = np.full((n, len(CUSTOMER_CONTEXT_COLUMNS)), np.nan)
+    order = _walk_order(tx, t_ns)
+    times = t_ns.tolist()
+    cents = _cents(tx["amount"]).tolist()
+    cust = tx["customer_id"].astype(str).tolist()
+    dev = tx["device_id"].astype(str).tolist()
+    country = tx["ip_country"].fillna("").astype(str).tolist()
+    lat = pd.to_numeric(tx["ip_lat"], errors="coerce").to_numpy(dtype=float).tolist()
+    lon = pd.to_numeric(tx["ip_lon"], errors="coerce").to_numpy(dtype=float).tolist()
+    hour = ((t_ns // (3600 * NS)) % 24).tolist()
+    isnan, nan, hour_ns = math.isnan, math.nan, 3600 * NS
+    rows: list[tuple] = []  # one per row, in walk order
+    emit = rows.append
 
-    for i in _walk_order(tx, t_ns):
-        t = int(t_ns[i])
-        st = state.get(cust[i])
-        if st is None:
-            st = state[cust[i]] = CustomerState()
-        row = out[i]
-        row[0] = st.n
-        for j, w in enumerate(st.windows.values()):
-            w.expire(t)
-            row[1 + j] = len(w.times)
-            row[4 + j] = w.total / 100.0
-        if st.sorted_amounts:
-            row[7], row[8] = _median_p95(st.sorted_amounts)
-        if st.last_t is not None:
-            row[9] = (t - st.last_t) / NS
-        seen = dev[i] in st.devices
-        row[10] = 1.0 if seen else 0.0
-        nd = st.new_device_times
-        while nd and nd[0] <= t - 3600 * NS:
-            nd.popleft()
-        # the count includes this event when its device is new: "3rd new device this hour"
-        row[11] = len(nd) + (0 if seen else 1)
-        if st.geo_n and not (math.isnan(lat[i]) or math.isnan(lon[i])):
-            row[12] = _haversine_km(lat[i], lon[i], st.lat_sum / st.geo_n, st.lon_sum / st.geo_n)
-        row[13] = 1.0 if (country[i] in st.countries or not country[i]) else 0.0
-        if st.n >= MIN_HABIT_HISTORY:
-            h = int(hour[i])
-            row[14] = (st.hours[(h - 1) % 24] + st.hours[h] + st.hours[(h + 1) % 24]) / st.n
+    for part in _walk_parts(order, "customer context", progress):
+        for i in part:
+            t = times[i]
+            st = state.get(cust[i])
+            if st is None:
+                st = state[cust[i]] = CustomerState()
+            w10, w1, w24 = st.windows.values()
+            w10.expire(t)
+            w1.expire(t)
+            w24.expire(t)
+            median = p95 = secs = distance = hour_share = nan
+            if st.sorted_amounts:
+                median, p95 = _median_p95(st.sorted_amounts)
+            if st.last_t is not None:
+                secs = (t - st.last_t) / NS
+            device = dev[i]
+            seen = device in st.devices
+            nd = st.new_device_times
+            while nd and nd[0] <= t - hour_ns:
+                nd.popleft()
+            la, lo = lat[i], lon[i]
+            located = not (isnan(la) or isnan(lo))
+            if st.geo_n and located:
+                distance = _haversine_km(la, lo, st.lat_sum / st.geo_n, st.lon_sum / st.geo_n)
+            c = country[i]
+            h = hour[i]
+            if st.n >= MIN_HABIT_HISTORY:
+                hours = st.hours
+                hour_share = (hours[(h - 1) % 24] + hours[h] + hours[(h + 1) % 24]) / st.n
+            emit(
+                (
+                    st.n,
+                    len(w10.times),
+                    len(w1.times),
+                    len(w24.times),
+                    w10.total / 100.0,
+                    w1.total / 100.0,
+                    w24.total / 100.0,
+                    median,
+                    p95,
+                    secs,
+                    1.0 if seen else 0.0,
+                    # the count includes this event when its device is new: "3rd new device this hour"
+                    len(nd) + (0 if seen else 1),
+                    distance,
+                    1.0 if (c in st.countries or not c) else 0.0,
+                    hour_share,
+                )
+            )
 
-        # ---- fold this event into the state (after its own context was taken)
-        st.n += 1
-        st.last_t = t if st.last_t is None else max(st.last_t, t)
-        for w in st.windows.values():
-            w.add(t, int(cents[i]))
-        st.recent_amounts.append(int(cents[i]))
-        bisect.insort(st.sorted_amounts, int(cents[i]))
-        if len(st.recent_amounts) > AMOUNT_HISTORY:
-            old = st.recent_amounts.popleft()
-            del st.sorted_amounts[bisect.bisect_left(st.sorted_amounts, old)]
-        if seen:
-            st.devices.remove(dev[i])
-        else:
-            nd.append(t)
-        st.devices.append(dev[i])
-        if len(st.devices) > DEVICE_MEMORY:
-            st.devices.pop(0)
-        # countries, like devices, are remembered most-recently-used (a set the batch layer can recompute)
-        if country[i] and not (st.countries and st.countries[-1] == country[i]):
-            if country[i] in st.countries:
-                st.countries.remove(country[i])
-            st.countries.append(country[i])
-            if len(st.countries) > COUNTRY_MEMORY:
-                st.countries.pop(0)
-        if not (math.isnan(lat[i]) or math.isnan(lon[i])):
-            st.geo_n += 1
-            st.lat_sum += float(lat[i])
-            st.lon_sum += float(lon[i])
-        st.hours[int(hour[i])] += 1
+            # ---- fold this event into the state (after its own context was taken)
+            amount = cents[i]
+            st.n += 1
+            st.last_t = t if st.last_t is None else max(st.last_t, t)
+            w10.add(t, amount)
+            w1.add(t, amount)
+            w24.add(t, amount)
+            st.recent_amounts.append(amount)
+            bisect.insort(st.sorted_amounts, amount)
+            if len(st.recent_amounts) > AMOUNT_HISTORY:
+                old = st.recent_amounts.popleft()
+                del st.sorted_amounts[bisect.bisect_left(st.sorted_amounts, old)]
+            if seen:
+                st.devices.remove(device)
+            else:
+                nd.append(t)
+            st.devices.append(device)
+            if len(st.devices) > DEVICE_MEMORY:
+                st.devices.pop(0)
+            # countries, like devices, are remembered most-recently-used (a set the batch layer can recompute)
+            if c and not (st.countries and st.countries[-1] == c):
+                if c in st.countries:
+                    st.countries.remove(c)
+                st.countries.append(c)
+                if len(st.countries) > COUNTRY_MEMORY:
+                    st.countries.pop(0)
+            if located:
+                st.geo_n += 1
+                st.lat_sum += la
+                st.lon_sum += lo
+            st.hours[h] += 1
 
-    return pd.DataFrame(out, columns=CUSTOMER_CONTEXT_COLUMNS, index=tx.index), state
+    return _context_frame(rows, order, CUSTOMER_CONTEXT_COLUMNS, tx.index), state
 
 
 def terminal_context(
     tx: pd.DataFrame,
     state: dict[str, TerminalState] | None = None,
     home_distance_km: np.ndarray | None = None,
+    progress: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, TerminalState]]:
     """Per-terminal recent volume of each row from earlier rows only.
 
@@ -422,50 +476,56 @@ def terminal_context(
         np.zeros(len(tx), dtype=bool)
         if home_distance_km is None
         else np.nan_to_num(home_distance_km) > FAR_FROM_HOME_KM
-    )
+    ).tolist()
     t_ns = _utc_ns(tx["event_time"])
-    cents = _cents(tx["amount"])
-    term = tx["terminal_id"].astype(str).to_numpy()
-    out = np.full((len(tx), len(TERMINAL_CONTEXT_COLUMNS)), np.nan)
-    for i in _walk_order(tx, t_ns):
-        t = int(t_ns[i])
-        st = state.get(term[i])
-        if st is None:
-            st = state[term[i]] = TerminalState()
-        w1, w24, wfar = st.windows["1h"], st.windows["24h"], st.windows["far_24h"]
-        for w in (w1, w24, wfar):
-            w.expire(t)
-        out[i, 0], out[i, 1] = len(w1.times), len(w24.times)
-        out[i, 2], out[i, 3] = w1.total / 100.0, w24.total / 100.0
-        out[i, 4] = len(wfar.times)
-        w1.add(t, int(cents[i]))
-        w24.add(t, int(cents[i]))
-        if far[i]:
-            wfar.add(t, int(cents[i]))
-    return pd.DataFrame(out, columns=TERMINAL_CONTEXT_COLUMNS, index=tx.index), state
+    order = _walk_order(tx, t_ns)
+    times = t_ns.tolist()
+    cents = _cents(tx["amount"]).tolist()
+    term = tx["terminal_id"].astype(str).tolist()
+    rows: list[tuple] = []
+    emit = rows.append
+    for part in _walk_parts(order, "terminal context", progress):
+        for i in part:
+            t = times[i]
+            st = state.get(term[i])
+            if st is None:
+                st = state[term[i]] = TerminalState()
+            w1, w24, wfar = st.windows["1h"], st.windows["24h"], st.windows["far_24h"]
+            w1.expire(t)
+            w24.expire(t)
+            wfar.expire(t)
+            emit((len(w1.times), len(w24.times), w1.total / 100.0, w24.total / 100.0, len(wfar.times)))
+            amount = cents[i]
+            w1.add(t, amount)
+            w24.add(t, amount)
+            if far[i]:
+                wfar.add(t, amount)
+    return _context_frame(rows, order, TERMINAL_CONTEXT_COLUMNS, tx.index), state
 
 
 def _count_reported_before(
     keys: np.ndarray, t_ns: np.ndarray, cb_keys: np.ndarray, cb_ns: np.ndarray, window_ns: int
 ) -> np.ndarray:
-    """For each (key, t): chargebacks of that key reported in [t - window, t)."""
+    """For each (key, t): chargebacks of that key reported in [t - window, t).
+
+    Linear-logarithmic in rows + chargebacks, whatever the number of keys: every time involved is replaced
+    by its rank among them (order-preserving, so `<` and `<=` mean what they meant in nanoseconds), a key
+    by its code, and (code, rank) packs into one int64 that a single sorted array answers with two binary
+    searches per row. (A loop over keys, each scanning every row, was O(keys x rows): on a card file with
+    thousands of terminals and customers holding chargebacks it took most of the training walk.)"""
     out = np.zeros(len(keys))
-    if len(cb_keys) == 0:
+    if len(cb_keys) == 0 or len(keys) == 0:
         return out
-    order = np.lexsort((cb_ns, cb_keys))
-    cb_keys, cb_ns = cb_keys[order], cb_ns[order]
-    uniq, starts = np.unique(cb_keys, return_index=True)
-    ends = np.append(starts[1:], len(cb_keys))
-    pos = {k: (s, e) for k, s, e in zip(uniq, starts, ends, strict=True)}
-    for key in np.unique(keys):
-        if key not in pos:
-            continue
-        s, e = pos[key]
-        times = cb_ns[s:e]
-        rows = np.flatnonzero(keys == key)
-        hi = np.searchsorted(times, t_ns[rows], side="left")  # strictly before the event
-        lo = np.searchsorted(times, t_ns[rows] - window_ns, side="left")
-        out[rows] = hi - lo
+    codes, _ = pd.factorize(np.concatenate([np.asarray(cb_keys), np.asarray(keys)]))
+    cb_code, tx_code = codes[: len(cb_keys)].astype(np.int64), codes[len(cb_keys) :].astype(np.int64)
+    since = t_ns - window_ns
+    # with duplicates kept, a value's rank (how many are smaller) still orders them exactly: no unique()
+    times = np.sort(np.concatenate([cb_ns, t_ns, since]))
+    span = np.int64(len(times))
+    reported = np.sort(cb_code * span + np.searchsorted(times, cb_ns))
+    hi = np.searchsorted(reported, tx_code * span + np.searchsorted(times, t_ns), side="left")
+    lo = np.searchsorted(reported, tx_code * span + np.searchsorted(times, since), side="left")
+    out[:] = hi - lo
     return out
 
 
@@ -635,6 +695,7 @@ def history_context(
     chargebacks: pd.DataFrame | None = None,
     state: HistoryState | None = None,
     baselines: pd.DataFrame | None = None,
+    progress: bool = False,
 ) -> tuple[pd.DataFrame, HistoryState]:
     """`tx` plus CONTEXT_COLUMNS (same index, same row order), and the state to continue from.
 
@@ -652,14 +713,17 @@ def history_context(
     (tests/ml/test_features.py proves it). It matters where a walk starts mid-history: the stream after a
     fresh checkpoint or once a customer idle for STATE_TTL was forgotten, or a walk over a later window.
     The chargeback look-back is each row's own event time (never the wall clock).
+
+    Cost is linear in the rows (plus a sort): one pass per key kind with a bounded state per key, and the
+    chargeback counts by binary search. `progress` shows a bar per pass on a terminal (training's walk).
     """
     state = HistoryState() if state is None else state
     if len(tx) == 0:
         return tx.assign(**{c: pd.Series(dtype=float) for c in CONTEXT_COLUMNS}), state
     with _no_cyclic_gc():
-        cust, state.customers = customer_context(tx, state.customers)
+        cust, state.customers = customer_context(tx, state.customers, progress)
         term, state.terminals = terminal_context(
-            tx, state.terminals, cust["cust_home_distance_km"].to_numpy()
+            tx, state.terminals, cust["cust_home_distance_km"].to_numpy(), progress
         )
     cb = chargeback_context(tx, chargebacks)
     enriched = fill_from_baselines(pd.concat([tx, cust, term, cb], axis=1), baselines)

@@ -63,6 +63,7 @@ class TrainConfig:
     random_state: int = 42
     source: str = "master"
     forced_params: dict[str, Any] | None = None  # skip selection (tests: a deliberately weak model)
+    progress: bool = True  # a progress bar over the history walk (shown on a terminal only)
 
 
 @dataclass
@@ -390,9 +391,10 @@ def train(
     plan_windows(pd.to_datetime(tx["event_time"], utc=True), cfg)  # a bad window fails before the walk
 
     t0, cpu0 = time.perf_counter(), time.process_time()
-    enriched, _ = history_context(tx, chargebacks)
+    enriched, _ = history_context(tx, chargebacks, progress=cfg.progress)
     enriched = model_input(enriched)
     timings["context_s"] = time.perf_counter() - t0
+    timings["context_cpu_s"] = time.process_time() - cpu0
     w = plan_windows(enriched["event_time"], cfg)
     lab = window_labels(enriched, chargebacks, w)
     tr, va, ho = lab.train, lab.valid, lab.holdout
