@@ -19,16 +19,23 @@ SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 
 def connect(
-    settings: Settings | None = None, db: str | None = None, autocommit: bool = False
+    settings: Settings | None = None,
+    db: str | None = None,
+    autocommit: bool = False,
+    role: str | None = None,
 ) -> psycopg.Connection:
+    """A connection to the platform database (or `db`) as the owner, or as `role`: a component of
+    kernel.settings.COMPONENT_ROLES ("stream", "landing", "dbt", "dashboards") with only its privileges."""
     s = settings or get_settings()
-    return psycopg.connect(s.postgres.dsn(db), autocommit=autocommit, connect_timeout=5)
+    return psycopg.connect(s.postgres.as_role(role).dsn(db), autocommit=autocommit, connect_timeout=5)
 
 
 @contextmanager
-def cursor(settings: Settings | None = None, db: str | None = None) -> Iterator[psycopg.Cursor]:
+def cursor(
+    settings: Settings | None = None, db: str | None = None, role: str | None = None
+) -> Iterator[psycopg.Cursor]:
     """A cursor in one transaction: committed on success, rolled back on error."""
-    with connect(settings, db) as conn, conn.cursor() as cur:
+    with connect(settings, db, role=role) as conn, conn.cursor() as cur:
         yield cur
 
 
@@ -46,9 +53,23 @@ def migrate(settings: Settings | None = None) -> list[str]:
             for path in migration_files():
                 conn.execute(path.read_text())
                 applied.append(path.name)
+            set_role_passwords(conn, settings or get_settings())
         finally:
             conn.execute("SELECT pg_advisory_unlock(4242)")
     return applied
+
+
+def set_role_passwords(conn: psycopg.Connection, settings: Settings) -> None:
+    """Give each component's role (created NOLOGIN by the migrations) LOGIN with its password from settings;
+    idempotent. Done by the owner's connection that ran the migrations: only it holds the credentials."""
+    from psycopg import sql
+
+    for cred in settings.postgres.roles.values():
+        conn.execute(
+            sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+                sql.Identifier(cred.user), sql.Literal(cred.password)
+            )
+        )
 
 
 def copy_insert(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,10 +33,33 @@ def _local_secret(state_dir: Path, name: str) -> str:
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
     value = secrets.token_urlsafe(18)
-    path.write_text(value)
-    path.chmod(0o600)
+    # created exclusively: two processes making the same secret at once agree on the first one written
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
     return value
+
+
+# The least-privilege Postgres roles of the platform's components (kernel/sql/080_component_roles.sql and,
+# for the dashboards, 070_dashboards_reader.sql): component -> role name. The owner (`ECOM_PG_USER`) keeps
+# the migrations, the launcher and the Dagster assets; each component below connects as its own role.
+COMPONENT_ROLES = {
+    "stream": "ecom_stream",  # the speed layer's sink: appends to speed.*, quarantine.events, ops.stream_batches
+    "landing": "ecom_landing",  # the batch landing: appends to master.*, quarantine.*
+    "dbt": "ecom_dbt",  # reads every platform schema, creates its own (not wired to dbt yet: docs/stack.md)
+    "dashboards": "ecom_dashboards",  # read-only (070_dashboards_reader.sql)
+}
+
+
+@dataclass(frozen=True)
+class RoleCredentials:
+    user: str
+    password: str
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,26 @@ class PostgresSettings:
     os_user: str  # unprivileged OS user that owns and runs the local cluster when we are root
     bin_dir: Path
     data_dir: Path
+    # component -> its own login role (COMPONENT_ROLES), passwords generated under .local/secrets/
+    roles: dict[str, RoleCredentials] = field(default_factory=dict)
+
+    @property
+    def socket_dir(self) -> Path:
+        """The folder of the cluster's Unix socket (owner-only: 0700)."""
+        return self.data_dir.parent / "run"
+
+    def as_role(self, component: str | None) -> PostgresSettings:
+        """These settings with the login of `component`'s role (None: the owner). The one place where a
+        component's connection settings are chosen: `dsn()` / `url()` of the result carry its role."""
+        if component is None:
+            return self
+        try:
+            cred = self.roles[component]
+        except KeyError:
+            raise EcomError(
+                f"no Postgres role for component {component!r}; known: {', '.join(sorted(self.roles))}"
+            ) from None
+        return replace(self, user=cred.user, password=cred.password)
 
     def url(self, db: str | None = None, driver: str = "psycopg") -> str:
         """SQLAlchemy URL; the driver is always explicit (SQLAlchemy 2.1 maps bare postgresql:// to psycopg 3)."""
@@ -106,6 +149,14 @@ class DagsterSettings:
     host: str
     port: int
     home: Path
+    # the one code server (`dagster code-server start`) the webserver and the daemon share (gRPC)
+    code_server_port: int = 3301
+    location_name: str = "ecom_lambda"
+
+    @property
+    def workspace_file(self) -> Path:
+        """The workspace `ecom up` generates: one grpc_server entry pointing at the shared code server."""
+        return self.home / "workspace.yaml"
 
     @property
     def url(self) -> str:
@@ -200,6 +251,9 @@ class Settings:
     dashboards: DashboardsSettings
     gx_context_dir: Path
     gx_data_docs_port: int
+    # `ecom up`: how long a service's port may stay taken (e.g. by a process that is still exiting)
+    # before the start gives up and names the process holding it
+    port_wait_s: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -249,6 +303,15 @@ def load_settings(env_file: Path | None = None) -> Settings:
         os_user=e("ECOM_PG_OS_USER", "ecompg"),
         bin_dir=Path(e("ECOM_PG_BIN_DIR", "/usr/lib/postgresql/15/bin")),
         data_dir=state_dir / "postgres" / "data",
+        roles={
+            component: RoleCredentials(
+                user=role,
+                # ECOM_<COMPONENT>_PG_PASSWORD, else a secret made once (`dashboards_password` as before)
+                password=e(f"ECOM_{component.upper()}_PG_PASSWORD", "")
+                or _local_secret(state_dir, f"{component}_password"),
+            )
+            for component, role in COMPONENT_ROLES.items()
+        },
     )
     kafka = KafkaSettings(
         bootstrap_servers=e("ECOM_KAFKA_BOOTSTRAP", f"{bind}:59092"),
@@ -273,10 +336,13 @@ def load_settings(env_file: Path | None = None) -> Settings:
         champion_alias=e("ECOM_MODEL_ALIAS", "champion"),
         experiment=e("ECOM_MLFLOW_EXPERIMENT", "fraud_detector"),
     )
+    dagster_port = i("ECOM_DAGSTER_PORT", "3300")
     dagster = DagsterSettings(
         host=e("ECOM_DAGSTER_HOST", bind),
-        port=i("ECOM_DAGSTER_PORT", "3300"),
+        port=dagster_port,
         home=Path(e("DAGSTER_HOME", str(state_dir / "dagster"))).resolve(),
+        # next to the webserver's port by default, so a second stack on other ports moves it too
+        code_server_port=i("ECOM_DAGSTER_CODE_SERVER_PORT", str(dagster_port + 1)),
     )
     # half the local cores: on 2 cores one task per stateful stage cut the speed layer's batch time by a
     # quarter at 1,000 events/s against two (docs/speed.md); a stage's per-task cost outweighed its
@@ -324,8 +390,8 @@ def load_settings(env_file: Path | None = None) -> Settings:
     dashboards = DashboardsSettings(
         host=e("ECOM_DASHBOARDS_HOST", bind),
         port=i("ECOM_DASHBOARDS_PORT", "8050"),
-        pg_user="ecom_dashboards",  # fixed: the migration creates the role under this name
-        pg_password=e("ECOM_DASHBOARDS_PG_PASSWORD", "") or _local_secret(state_dir, "dashboards_password"),
+        pg_user=postgres.roles["dashboards"].user,  # fixed: the migration creates the role under this name
+        pg_password=postgres.roles["dashboards"].password,
         statement_timeout_ms=i("ECOM_DASHBOARDS_STATEMENT_TIMEOUT_MS", "30000"),
     )
     return Settings(
@@ -345,7 +411,14 @@ def load_settings(env_file: Path | None = None) -> Settings:
         dashboards=dashboards,
         gx_context_dir=state_dir / "gx",  # generated from expectations/suites.py at run time
         gx_data_docs_port=i("ECOM_DATA_DOCS_PORT", "8581"),
+        port_wait_s=f("ECOM_PORT_WAIT_S", "30"),
     )
+
+
+def as_component(settings: Settings, component: str) -> Settings:
+    """The same settings with the Postgres login of `component`'s role (COMPONENT_ROLES): what a component
+    hands to the code that connects for it (kernel.db.connect, a sink), so it runs with only its privileges."""
+    return replace(settings, postgres=settings.postgres.as_role(component))
 
 
 @lru_cache(maxsize=1)

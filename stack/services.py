@@ -95,6 +95,65 @@ def kill_tree(pid: int, timeout: float = 20.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
+def port_free(host: str, port: int) -> bool:
+    """True when a server could bind host:port now. A bind test, not a connect: a socket that is bound but
+    not (yet) listening, e.g. a server half way through its start or stop, refuses connections but still
+    makes the next bind fail with "Address already in use"."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as the servers themselves do: a closed connection's TIME_WAIT does not hold the port
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_holders(port: int) -> list[str]:
+    """Who holds a local TCP port (listening or merely bound): "pid 123 (java: java -cp ...)" each. Read from
+    /proc/net/tcp{,6} and /proc/<pid>/fd by psutil; processes of other users show without a pid unless
+    we are root."""
+    found = []
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return []
+    for c in conns:
+        if not c.laddr or c.laddr.port != port or c.raddr:
+            continue  # a connection to or from the port is not what keeps it from being bound
+        if c.pid is None:
+            found.append("a process of another user (run as root to see which)")
+            continue
+        try:
+            proc = psutil.Process(c.pid)
+            cmd = " ".join(proc.cmdline())[:120] or proc.name()
+            found.append(f"pid {c.pid} ({proc.name()}: {cmd})")
+        except psutil.Error:
+            found.append(f"pid {c.pid}")
+    return sorted(set(found))
+
+
+BIND_ERRORS = ("Address already in use", "could not bind", "BindException", "address already in use")
+
+
+def log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def log_since(path: Path, offset: int) -> str:
+    """What a log gained after `offset` (this start's lines, not an earlier run's)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def log_tail(path: Path, lines: int = 5) -> str:
     try:
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
@@ -131,8 +190,27 @@ class Service:
         except (OSError, ValueError, IndexError):
             return None
 
+    def _recorded_start_time(self) -> float | None:
+        try:
+            return float(self.pid_file.read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            return None  # a pid file from before start times were recorded
+
     def running(self) -> bool:
-        return pid_alive(self.pid())
+        """Our process is alive. A stale pid file (the process gone, or its pid reused by another process
+        after a reboot or a crash) is not: the pid file records the process' start time besides its pid."""
+        pid = self.pid()
+        if not pid_alive(pid):
+            return False
+        recorded = self._recorded_start_time()
+        try:
+            proc = psutil.Process(pid)
+            if recorded is not None:
+                return abs(proc.create_time() - recorded) < 1.0
+            # a pid file from before start times were recorded: the process must at least run our program
+            return Path(self.command()[0]).name in " ".join(proc.cmdline())
+        except (psutil.Error, EcomError, OSError):
+            return False
 
     def healthy(self) -> bool:
         raise NotImplementedError
@@ -152,21 +230,46 @@ class Service:
     # False for a service that listens on no port of its own (the Dagster daemon)
     owns_port = True
 
-    def check_port_free(self) -> None:
-        if self.owns_port and port_open(self.host, self.port):
-            raise EcomError(
-                f"{self.name}: port {self.port} on {self.host} is already in use by another process; stop it "
-                f"or move {self.name} to another port in .env (see .env.example) (log: {self.log_file})"
-            )
+    def check_port_free(self, wait_s: float | None = None) -> None:
+        """Wait (up to settings.port_wait_s) for the service's port to be bindable: a process that is still
+        exiting, or a start racing another, frees it a moment later. A port that stays taken is an error
+        naming the process that holds it."""
+        if not self.owns_port:
+            return
+        wait_s = self.settings.port_wait_s if wait_s is None else wait_s
+        deadline = time.monotonic() + wait_s
+        while not port_free(self.host, self.port):
+            if time.monotonic() >= deadline:
+                holders = "; ".join(port_holders(self.port)) or (
+                    "no process visible: a socket bound but not listening is listed nowhere"
+                )
+                raise EcomError(
+                    f"{self.name}: port {self.port} on {self.host} is already in use (held by {holders}) "
+                    f"after waiting {wait_s:g} s; stop that process or move {self.name} to another port in "
+                    f".env (see .env.example) (log: {self.log_file})"
+                )
+            time.sleep(0.25)
+
+    # offset of the log when this start began: a bind failure is looked for in this start's lines only
+    _log_offset = 0
 
     def start(self) -> None:
         if self.running():
             return
+        self.pid_file.unlink(missing_ok=True)  # stale: its process is gone (or the pid is another's now)
         self.check_prerequisites()
         self.check_port_free()
         self.prepare()
+        self._spawn()
+
+    def failed_to_bind(self) -> bool:
+        """This start's log says the port was taken (a race the port check cannot close)."""
+        return any(marker in log_since(self.log_file, self._log_offset) for marker in BIND_ERRORS)
+
+    def _spawn(self) -> None:
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        self._log_offset = log_size(self.log_file)
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(  # noqa: S603 (fixed argv built from settings)
                 self.command(),
@@ -178,14 +281,18 @@ class Service:
                 start_new_session=True,
                 preexec_fn=_restore_default_signals,  # noqa: PLW1509
             )
-        self.pid_file.write_text(f"{proc.pid}\n")
+        try:
+            started_at = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            started_at = 0.0
+        self.pid_file.write_text(f"{proc.pid} {started_at:.2f}\n")
 
     def after_healthy(self) -> None:
         """Work that needs the service up (databases, topics)."""
 
     def stop(self) -> None:
         pid = self.pid()
-        if pid and pid_alive(pid):
+        if pid and self.running():  # never a process that only inherited a stale pid file's number
             kill_tree(pid)
         self.pid_file.unlink(missing_ok=True)
 
@@ -248,6 +355,24 @@ class Postgres(Service):
         except (OSError, ValueError, IndexError):
             return None
 
+    def running(self) -> bool:
+        # postmaster.pid outlives a crash or a reboot, and its pid may belong to another process by now
+        pid = self.pid()
+        if not pid_alive(pid):
+            return False
+        try:
+            return psutil.Process(pid).name().startswith("postgres")
+        except psutil.Error:
+            return False
+
+    def _remove_stale_lock_files(self) -> None:
+        """postmaster.pid and the socket's lock file of a cluster that is not running (crash, kill -9, reboot):
+        Postgres refuses to start while their pid is alive, even when that pid is another process now."""
+        if self.running():
+            return
+        for lock in (self.pg.data_dir / "postmaster.pid", self.pg.socket_dir / f".s.PGSQL.{self.port}.lock"):
+            lock.unlink(missing_ok=True)
+
     def healthy(self) -> bool:
         if not port_open(self.host, self.port):
             return False
@@ -269,16 +394,42 @@ class Postgres(Service):
             if not mode & 0o001:
                 folder.chmod(mode | 0o001)
 
+    def secure_access(self) -> bool:
+        """Lock local access down, also on a cluster made before this rule (initdb --auth-local=trust, socket
+        folder open to every user): every pg_hba.conf line that trusts is rewritten to scram-sha-256 (socket
+        and TCP both ask for the password) and the socket folder is the cluster owner's alone (0700).
+        Returns True when pg_hba.conf changed (a running cluster must reload it)."""
+        sock_dir = self.pg.socket_dir
+        sock_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(sock_dir, self.pg.os_user)
+        sock_dir.chmod(0o700)
+        hba = self.pg.data_dir / "pg_hba.conf"
+        if not hba.exists():
+            return False
+        text = hba.read_text()
+        secured = hba_without_trust(text)
+        if secured == text:
+            return False
+        hba.write_text(secured)  # keeps the file's owner and mode (0600, the cluster's user)
+        return True
+
+    def reload(self) -> None:
+        subprocess.run(
+            self._as_owner([str(self.pg.bin_dir / "pg_ctl"), "-D", str(self.pg.data_dir), "reload"]),
+            capture_output=True,
+            check=True,
+        )
+
     def prepare(self) -> None:
         self._ensure_os_user()
         if os.geteuid() == 0:
             self._make_traversable()
         self.root.mkdir(parents=True, exist_ok=True)
-        sock_dir = self.root / "run"
-        sock_dir.mkdir(exist_ok=True)
+        sock_dir = self.pg.socket_dir
         if os.geteuid() == 0:
             shutil.chown(self.root, self.pg.os_user)
-            shutil.chown(sock_dir, self.pg.os_user)
+        self.secure_access()
         if (self.pg.data_dir / "PG_VERSION").exists():
             return
         pwfile = self.root / ".pwfile"
@@ -296,7 +447,7 @@ class Postgres(Service):
                         "-U",
                         self.pg.user,
                         f"--pwfile={pwfile}",
-                        "--auth-local=trust",
+                        "--auth-local=scram-sha-256",
                         "--auth-host=scram-sha-256",
                         "-E",
                         "UTF8",
@@ -317,6 +468,7 @@ class Postgres(Service):
                 f"listen_addresses = '{self.host}'\n"
                 f"port = {self.port}\n"
                 f"unix_socket_directories = '{sock_dir}'\n"
+                "unix_socket_permissions = 0700\n"
                 "max_connections = 200\n"
                 "shared_buffers = 256MB\n"
                 "work_mem = 32MB\n"
@@ -330,9 +482,24 @@ class Postgres(Service):
         if self.running():
             return
         self.check_prerequisites()
-        self.check_port_free()
         self.prepare()
-        out = subprocess.run(
+        self._remove_stale_lock_files()
+        deadline = time.monotonic() + self.settings.port_wait_s
+        while True:
+            self.check_port_free(wait_s=max(0.0, deadline - time.monotonic()))
+            self._log_offset = log_size(self.log_file)
+            out = self._pg_ctl_start()
+            if out.returncode == 0:
+                return
+            if self.failed_to_bind() and time.monotonic() < deadline:
+                time.sleep(0.5)  # taken between the check and the bind: try again while the wait lasts
+                continue
+            raise EcomError(
+                f"postgres: did not start ({out.stdout.strip()[-200:]}); see its log: {self.log_file}"
+            )
+
+    def _pg_ctl_start(self) -> subprocess.CompletedProcess:
+        return subprocess.run(
             self._as_owner(
                 [
                     str(self.pg.bin_dir / "pg_ctl"),
@@ -350,10 +517,6 @@ class Postgres(Service):
             text=True,
             preexec_fn=_restore_default_signals,  # noqa: PLW1509
         )
-        if out.returncode != 0:
-            raise EcomError(
-                f"postgres: did not start ({out.stdout.strip()[-200:]}); see its log: {self.log_file}"
-            )
 
     def stop(self) -> None:
         if not self.running():
@@ -380,31 +543,33 @@ class Postgres(Service):
 
     def after_healthy(self) -> None:
         import psycopg
+        from psycopg import sql
 
+        if self.secure_access():  # a cluster made before local access was locked down
+            self.reload()
         with psycopg.connect(self.pg.dsn("postgres"), autocommit=True) as conn:
             have = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
             for db in (self.pg.db, self.pg.dagster_db, self.pg.mlflow_db):
                 if db not in have:
-                    conn.execute(f'CREATE DATABASE "{db}"')
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+            # Dagster's and MLflow's metadata: their owner's only, not every role's (PUBLIC may connect
+            # to a new database by default)
+            for db in (self.pg.dagster_db, self.pg.mlflow_db):
+                conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
         from kernel.db import migrate
 
-        migrate(self.settings)
-        set_dashboards_password(self.settings)
+        migrate(self.settings)  # the schemas, the component roles and their passwords
 
 
-def set_dashboards_password(settings: Settings) -> None:
-    """Give the read-only dashboards role (kernel/sql/070_dashboards_reader.sql) LOGIN with its password from
-    settings; idempotent. The launcher does it because it holds the owner's credentials."""
-    import psycopg
-    from psycopg import sql
-
-    d = settings.dashboards
-    with psycopg.connect(settings.postgres.dsn(), autocommit=True, connect_timeout=5) as conn:
-        conn.execute(
-            sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
-                sql.Identifier(d.pg_user), sql.Literal(d.pg_password)
-            )
-        )
+def hba_without_trust(text: str) -> str:
+    """pg_hba.conf with every `trust` method replaced by scram-sha-256 (comments and layout kept)."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        fields = line.split("#", 1)[0].split()
+        if fields and fields[0] in ("local", "host", "hostssl", "hostnossl") and "trust" in fields:
+            line = line.replace("trust", "scram-sha-256")
+        out.append(line)
+    return "".join(out)
 
 
 def _kafka_cluster_id() -> str:
@@ -602,7 +767,74 @@ class DagsterProcess(Service):
 
     def prepare(self) -> None:
         write_dagster_yaml(self.settings)
+        write_workspace_yaml(self.settings)
         ensure_dbt_manifest(self.settings)
+
+
+class DagsterCodeServer(DagsterProcess):
+    """The one code server of the `ecom_lambda` location, shared over gRPC by the webserver and the daemon.
+
+    Left to themselves, both load the location from a python_module entry by spawning a code server of
+    their own, and the daemon throws its away and spawns a new one at every workspace refresh (every 60 s,
+    dagster._daemon.controller.RELOAD_WORKSPACE_INTERVAL). With a grpc_server entry in the workspace they
+    connect to this one instead; the daemon's refresh then only reconnects. Runs are launched from here
+    (DefaultRunLauncher), so it carries the same environment as the webserver and the daemon."""
+
+    def healthy(self) -> bool:
+        # the proxy answers at once and loads the definitions in its child: healthy when they loaded
+        return self.running() and code_server_ready(self.settings)
+
+    def command(self) -> list[str]:
+        d = self.settings.dagster
+        return [
+            str(self.settings.venv_bin / "dagster"),
+            "code-server",
+            "start",
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-m",
+            "orchestration.definitions",
+            "-a",
+            "defs",
+            "-d",
+            str(self.settings.repo_root),
+            "--location-name",
+            d.location_name,
+            "--startup-timeout",
+            "180",
+        ]
+
+
+def code_server_ready(settings: Settings) -> bool:
+    """The shared code server answers over gRPC with its definitions loaded."""
+    try:
+        from dagster._grpc.client import DagsterGrpcClient
+
+        client = DagsterGrpcClient(host=settings.dagster.host, port=settings.dagster.code_server_port)
+        client.ping("ecom")
+        return client.list_repositories() is not None
+    except Exception:
+        return False
+
+
+def write_workspace_yaml(settings: Settings) -> Path:
+    """The workspace the webserver and the daemon load: the shared code server (gRPC), nothing they spawn.
+    (The repo's workspace.yaml stays the one a person runs `dagster dev` with.)"""
+    d = settings.dagster
+    d.home.mkdir(parents=True, exist_ok=True)
+    path = d.workspace_file
+    path.write_text(
+        "# generated by ecom up (stack/services.py) from kernel/settings.py: the one code server that\n"
+        "# `ecom up` starts (dagster code-server start), shared by dagster-webserver and dagster-daemon\n"
+        "load_from:\n"
+        "  - grpc_server:\n"
+        f"      host: {d.host}\n"
+        f"      port: {d.code_server_port}\n"
+        f"      location_name: {d.location_name}\n"
+    )
+    return path
 
 
 class DagsterWebserver(DagsterProcess):
@@ -617,7 +849,7 @@ class DagsterWebserver(DagsterProcess):
             "-p",
             str(self.port),
             "-w",
-            str(self.settings.repo_root / "workspace.yaml"),
+            str(self.settings.dagster.workspace_file),
         ]
 
 
@@ -638,7 +870,7 @@ class DagsterDaemon(DagsterProcess):
             str(self.settings.venv_bin / "dagster-daemon"),
             "run",
             "-w",
-            str(self.settings.repo_root / "workspace.yaml"),
+            str(self.settings.dagster.workspace_file),
         ]
 
 
@@ -749,6 +981,9 @@ def services(settings: Settings | None = None) -> list[Service]:
         Postgres("postgres", pg.host, pg.port, f"postgresql://{pg.user}@{pg.host}:{pg.port}/{pg.db}", s),
         Kafka("kafka", k.host, k.port, f"kafka://{k.bootstrap_servers}", s),
         Mlflow("mlflow", m.host, m.port, f"http://{m.host}:{m.port}", s),
+        DagsterCodeServer(
+            "dagster-code-server", d.host, d.code_server_port, f"grpc://{d.host}:{d.code_server_port}", s
+        ),
         DagsterWebserver("dagster-webserver", d.host, d.port, d.url, s),
         DagsterDaemon("dagster-daemon", d.host, d.port, f"{d.url}/deployment/daemons", s),
     ]
@@ -773,10 +1008,18 @@ def all_services(settings: Settings | None = None) -> list[Service]:
 
 
 def _wait(svc: Service, deadline: float, progress: Callable[[str], None]) -> None:
+    bind_deadline = time.monotonic() + svc.settings.port_wait_s
     while time.monotonic() < deadline:
         if svc.healthy():
             return
         if not svc.running() and not isinstance(svc, Postgres):
+            if svc.failed_to_bind() and time.monotonic() < bind_deadline:
+                # the port was taken between the check and the bind (a process still exiting, a start
+                # racing ours): wait for it to free and start again, for a bounded time
+                progress(f"{svc.name}: port {svc.port} was taken at bind; starting again once it is free")
+                svc.check_port_free(wait_s=max(0.0, bind_deadline - time.monotonic()))
+                svc._spawn()
+                continue
             raise EcomError(
                 f"{svc.name}: exited during start-up; see its log: {svc.log_file} ({log_tail(svc.log_file, 3)[-300:]})"
             )
@@ -803,7 +1046,8 @@ def up(
     pg.after_healthy()  # databases + migrations (idempotent)
 
     started = []
-    for name in ("kafka", "mlflow", "dagster-webserver", "dagster-daemon"):
+    # the code server first: the webserver and the daemon connect to it (they retry until it answers)
+    for name in ("kafka", "mlflow", "dagster-code-server", "dagster-webserver", "dagster-daemon"):
         svc = svcs[name]
         if svc.healthy():
             continue

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kernel.settings import Settings, get_settings
+from kernel.settings import Settings, as_component, get_settings
 from streaming import transforms
 from streaming.common import KafkaLag, check_checkpoint, latencies_ms, latency_percentiles
 from streaming.landing.master import CHARGEBACK_COLUMNS, MASTER_COLUMNS
@@ -105,7 +105,8 @@ class LandingBatchWriter:
     def __init__(self, cfg: LandingConfig, settings: Settings | None = None) -> None:
         self.cfg = cfg
         self.settings = settings or get_settings()
-        self.sink = PostgresBatchSink(cfg.query_name, self.settings)
+        # the sink writes as the landing writer's role (kernel/sql/080_component_roles.sql)
+        self.sink = PostgresBatchSink(cfg.query_name, as_component(self.settings, "landing"))
         self.lag = KafkaLag(cfg.bootstrap_servers, cfg.topic_transactions)
         self.batches = 0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,9 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from dagster._daemon.controller import RELOAD_WORKSPACE_INTERVAL
 
 from kernel.errors import EcomError
-from kernel.settings import REPO_ROOT, load_settings
+from kernel.settings import REPO_ROOT
 from stack import services as stack_mod
 
 pytestmark = pytest.mark.stack
@@ -144,7 +144,7 @@ def test_status_json_reports_every_service(stack):
     assert out.returncode == 0, out.stderr
     names = [s["name"] for s in json.loads(out.stdout)["services"]]
     assert names == [
-        "postgres", "kafka", "mlflow", "dagster-webserver", "dagster-daemon",
+        "postgres", "kafka", "mlflow", "dagster-code-server", "dagster-webserver", "dagster-daemon",
         "dbt-docs", "data-docs", "dashboards",  # the UIs (`ecom up --uis`), listed even when not started
     ]  # fmt: skip
 
@@ -152,33 +152,17 @@ def test_status_json_reports_every_service(stack):
 # --- the launcher's life cycle, on a second stack of its own (other ports, own state folder) --------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def private_settings(monkeypatch):
-    state = REPO_ROOT / ".local" / "test-stacks" / uuid.uuid4().hex[:8]
-    state.mkdir(parents=True)
-    env = {
-        "ECOM_STATE_DIR": str(state),
-        "ECOM_PG_PORT": str(_free_port()),
-        "ECOM_KAFKA_BOOTSTRAP": f"127.0.0.1:{_free_port()}",
-        "ECOM_KAFKA_CONTROLLER_PORT": str(_free_port()),
-        "ECOM_MLFLOW_PORT": str(_free_port()),
-        "MLFLOW_TRACKING_URI": "",
-        "ECOM_DAGSTER_PORT": str(_free_port()),
-        "DAGSTER_HOME": str(state / "dagster"),
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("ECOM_PG_PASSWORD", raising=False)
-    s = load_settings()
-    yield s
-    stack_mod.down(s, progress=lambda m: None)
-    shutil.rmtree(state, ignore_errors=True)
+def _code_servers(s) -> set[int]:
+    """Dagster code-server processes (`code-server start`, `api grpc`) anywhere in the stack's trees."""
+    found = set()
+    for pid in _tree_pids(s):
+        try:
+            cmd = " ".join(psutil.Process(pid).cmdline())
+        except psutil.Error:
+            continue
+        if "code-server" in cmd or "api grpc" in cmd:
+            found.add(pid)
+    return found
 
 
 def _tree_pids(s) -> set[int]:
@@ -197,6 +181,12 @@ def test_up_twice_is_a_no_op_and_down_leaves_no_process(private_settings):
     statuses = stack_mod.up(s, progress=lambda m: None)
     assert all(st["healthy"] for st in statuses), statuses
     pids_before = {st["name"]: st["pid"] for st in statuses}
+    # one code server for the webserver and the daemon, and the same one across the daemon's workspace
+    # refreshes (each of which used to spawn a new code server): measured over more than one refresh
+    servers = _code_servers(s)
+    assert len(servers) == 2, servers  # `dagster code-server start` and the child that holds the code
+    time.sleep(RELOAD_WORKSPACE_INTERVAL + 15)
+    assert _code_servers(s) == servers
     tree = _tree_pids(s)
     messages: list[str] = []
     again = stack_mod.up(s, progress=messages.append)
@@ -219,6 +209,7 @@ def test_a_taken_port_is_reported_in_one_line_naming_the_service(private_setting
             kafka.start()
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("kafka:") and str(s.kafka.port) in msg and "in use" in msg
+    assert f"pid {os.getpid()}" in msg, msg  # names what holds the port (this test)
 
 
 def test_missing_java_is_reported_clearly(private_settings, monkeypatch):
