@@ -1,7 +1,8 @@
 """What the speed layer and the batch landing share: batch-level metrics and the checkpoint guard.
 
 Both queries read the same Kafka log with the same transforms (`streaming.transforms`) and write through the
-same exactly-once sink (`streaming.sink`); the helpers here are the rest they have in common. Nothing here
+same exactly-once sink (`streaming.sink`); the helpers here are the rest they have in common (the latency
+histogram is how a sink task reports its rows' produce -> commit latency without sending rows). Nothing here
 knows which of the two queries it serves.
 """
 
@@ -41,10 +42,10 @@ class KafkaLag:
         self.positions: dict[int, int] = {}
         self._consumer = None
 
-    def advance(self, partitions: np.ndarray, offsets: np.ndarray) -> None:
-        for p in np.unique(partitions):
-            top = int(offsets[partitions == p].max()) + 1
-            self.positions[int(p)] = max(self.positions.get(int(p), 0), top)
+    def advance(self, partitions: np.ndarray, ends: np.ndarray) -> None:
+        """Record positions consumed: `ends[i]` = the next offset after what was read of `partitions[i]`."""
+        for p, end in zip(partitions.tolist(), ends.tolist(), strict=True):
+            self.positions[int(p)] = max(self.positions.get(int(p), 0), int(end))
 
     def lag(self) -> int | None:
         try:
@@ -71,6 +72,23 @@ def latencies_ms(kafka_ts: pa.ChunkedArray, now_s: float) -> np.ndarray:
 def latency_percentiles(values: np.ndarray) -> dict[str, float | None]:
     """`latency_p50_ms` / `_p95_ms` / `_p99_ms` of a batch, as `pipeline_metrics` stores them."""
     return {f"latency_{k}_ms": v for k, v in percentiles(values).items()}
+
+
+def latency_histogram(values_ms: np.ndarray) -> tuple[list[int], list[int]]:
+    """Latencies rounded to whole ms as (value, count) pairs: what a task sends the driver instead of rows."""
+    if len(values_ms) == 0:
+        return [], []
+    values, counts = np.unique(
+        np.rint(np.asarray(values_ms, dtype=np.float64)).astype(np.int64), return_counts=True
+    )
+    return values.tolist(), counts.tolist()
+
+
+def latency_percentiles_of_histogram(values_ms: list[int], counts: list[int]) -> dict[str, float | None]:
+    """`latency_percentiles` of the rows the tasks' histograms describe (merged; the same nearest rank)."""
+    return latency_percentiles(
+        np.repeat(np.asarray(values_ms, dtype=np.int64), np.asarray(counts, dtype=np.int64))
+    )
 
 
 def check_checkpoint(cfg: QueryIdentity, settings: Settings | None = None) -> None:

@@ -1,11 +1,12 @@
 """Lambda's other half: land the Kafka log into the immutable master dataset in Postgres, exactly once.
 
 One Spark Structured Streaming query subscribes to the transactions topic and the labels (chargebacks)
-topic, parses each record with the contract, and per micro-batch writes in ONE Postgres transaction:
-valid transactions -> master.transactions, valid chargebacks -> master.chargebacks, everything else ->
-quarantine.events (source='landing', raw bytes + reason), plus the (query, batch) marker and the batch's
-metrics. Spark's checkpoint holds the Kafka offsets; the marker makes a replayed batch a no-op; the primary
-keys make a re-produced event a no-op. The master tables are append-only (a trigger rejects UPDATE/DELETE).
+topic, parses each record with the contract, and per micro-batch each Spark task writes its own rows in one
+Postgres transaction: valid transactions -> master.transactions, valid chargebacks -> master.chargebacks,
+everything else -> quarantine.events (source='landing', raw bytes + reason); after every task succeeded the
+driver writes the (query, batch) marker and the batch's metrics (streaming/sink.py). Spark's checkpoint holds
+the Kafka offsets; the marker makes a replayed batch a no-op; the primary keys make a row an earlier attempt
+stored, or a re-produced event, a no-op. The master tables are append-only (a trigger rejects UPDATE/DELETE).
 
 Why a second streaming query (not a Dagster-run batch read with offsets kept in a table): it is the same
 parse/validate/sink code and the same exactly-once argument as the speed layer, Spark keeps the offsets,
@@ -18,29 +19,40 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 
-from kernel.settings import Settings, as_component, get_settings
+from kernel.settings import Settings, get_settings
 from streaming import transforms
-from streaming.common import KafkaLag, check_checkpoint, latencies_ms, latency_percentiles
+from streaming.common import KafkaLag, check_checkpoint, latencies_ms
 from streaming.landing.master import CHARGEBACK_COLUMNS, MASTER_COLUMNS
 from streaming.sink import (
     QUARANTINE_COLUMNS,
     QUARANTINE_CONFLICT,
+    QUARANTINE_KEY,
+    TASK_COUNTS_ARROW,
+    TASK_COUNTS_SCHEMA,
+    BatchCounts,
+    PartitionWriter,
     PostgresBatchSink,
     TableWrite,
     quarantine_rows,
+    task_counts,
 )
 
 log = logging.getLogger("ecom.landing")
 ENVELOPE = ["kafka_topic", "kafka_partition", "kafka_offset", "raw_payload", "reject_reason"]
+# a master row stored by this delivery (any attempt of its batch), not by an earlier delivery of the same event
+DELIVERY = ("transaction_id", "kafka_topic", "kafka_partition", "kafka_offset")
 
 
 @dataclass
@@ -95,87 +107,121 @@ def master_chargebacks(envelope: DataFrame) -> DataFrame:
     return cb.select(*cols, "raw_payload", "reject_reason")
 
 
-def _rows(table: pa.Table, columns: list[str]):
-    return zip(*[table.column(c).to_pylist() for c in columns], strict=True)
+def landing_writes(table: pa.Table, columns: list[str], target: str) -> list[TableWrite]:
+    """One task's parsed rows of one topic -> the master rows it writes and the quarantine rows. Pure."""
+    bad = table.column("reject_reason").is_valid()
+    ok, rejected = table.filter(pc.invert(bad)), table.filter(bad)
+    return [
+        TableWrite(target, columns, ok, stored_by=DELIVERY),
+        TableWrite(
+            "quarantine.events",
+            QUARANTINE_COLUMNS,
+            quarantine_rows("landing", zip(*[rejected.column(c).to_pylist() for c in ENVELOPE], strict=True)),
+            conflict=QUARANTINE_CONFLICT,
+            stored_by=QUARANTINE_KEY,
+        ),
+    ]
+
+
+def land_partition(
+    writer: PartitionWriter, frame: DataFrame, columns: list[str], target: str, kafka_lag: bool
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The mapInArrow function landing one topic's `frame`: each task writes its rows in one transaction of its
+    own and yields one row of TASK_COUNTS_SCHEMA (no row reaches the driver). `kafka_lag`: report the Kafka
+    positions it read (the lag is that of the transactions topic)."""
+    schema = to_arrow_schema(frame.schema, timezone="UTC")
+
+    def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        table = pa.Table.from_batches(list(batches), schema=schema)
+        t0 = time.time()
+        written = writer.write(landing_writes(table, columns, target))
+        ok = table.filter(pc.invert(table.column("reject_reason").is_valid()))
+        positions = table if kafka_lag else table.slice(0, 0)
+        counts = task_counts(
+            rows_in=table.num_rows,
+            rows_written=written.get(target, 0),
+            rows_quarantined=written.get("quarantine.events", 0),
+            alerts=0,
+            write_ms=(time.time() - t0) * 1000.0,
+            kafka_partition=positions.column("kafka_partition").to_numpy(zero_copy_only=False),
+            kafka_offset=positions.column("kafka_offset").to_numpy(zero_copy_only=False),
+            latencies_ms=latencies_ms(ok.column("kafka_timestamp"), time.time())
+            if "kafka_timestamp" in ok.column_names
+            else np.array([]),
+        )
+        yield pa.RecordBatch.from_pylist([counts], schema=TASK_COUNTS_ARROW)
+
+    return partition
 
 
 class LandingBatchWriter:
-    """foreachBatch of the landing query (one Postgres transaction per batch)."""
+    """foreachBatch of the landing query: each task lands its rows; the marker after all of them."""
 
     def __init__(self, cfg: LandingConfig, settings: Settings | None = None) -> None:
         self.cfg = cfg
         self.settings = settings or get_settings()
-        # the sink writes as the landing writer's role (kernel/sql/080_component_roles.sql)
-        self.sink = PostgresBatchSink(cfg.query_name, as_component(self.settings, "landing"))
+        self.sink = PostgresBatchSink(cfg.query_name, self.settings)
+        self.writer = self.sink.partition_writer()
         self.lag = KafkaLag(cfg.bootstrap_servers, cfg.topic_transactions)
         self.batches = 0
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         t0 = time.time()
-        if self.sink.already_committed(batch_id):
+        env = transforms.kafka_envelope(batch_df)
+        seen: dict[str, Any] = {}
+
+        def tasks() -> DataFrame:
+            env.persist()
+            seen["persisted"] = True
+            tx = master_transactions(env.filter(F.col("kafka_topic") == self.cfg.topic_transactions))
+            cb = master_chargebacks(env.filter(F.col("kafka_topic") == self.cfg.topic_labels))
+            land_tx = land_partition(self.writer, tx, MASTER_COLUMNS, "master.transactions", kafka_lag=True)
+            land_cb = land_partition(
+                self.writer, cb, CHARGEBACK_COLUMNS, "master.chargebacks", kafka_lag=False
+            )
+            return tx.mapInArrow(land_tx, TASK_COUNTS_SCHEMA).unionByName(
+                cb.mapInArrow(land_cb, TASK_COUNTS_SCHEMA)
+            )
+
+        def metrics(counts: BatchCounts) -> dict[str, Any]:
+            self.lag.advance(counts.kafka_partitions, counts.kafka_ends)
+            values = {
+                "rows_in": counts.rows_in,
+                "rows_written": counts.rows_written,
+                "rows_quarantined": counts.rows_quarantined,
+                "duration_ms": (time.time() - t0) * 1000.0,
+                "kafka_lag": self.lag.lag(),
+                **counts.latency,
+            }
+            seen["values"] = values
+            return values
+
+        try:
+            result = self.sink.write_batch(batch_id, tasks, metrics)
+        finally:
+            if seen.get("persisted"):
+                env.unpersist()
+        self.batches += 1
+        if not result.computed:
             log.info(
                 "%s batch %d: already committed (replay after restart), skipped",
                 self.cfg.query_name,
                 batch_id,
             )
             return
-        env = transforms.kafka_envelope(batch_df).persist()
-        try:
-            tx = master_transactions(
-                env.filter(F.col("kafka_topic") == self.cfg.topic_transactions)
-            ).toArrow()
-            cb = master_chargebacks(env.filter(F.col("kafka_topic") == self.cfg.topic_labels)).toArrow()
-        finally:
-            env.unpersist()
-        tx_bad = tx.column("reject_reason").is_valid()
-        cb_bad = cb.column("reject_reason").is_valid()
-        tx_ok, cb_ok = tx.filter(pc.invert(tx_bad)), cb.filter(pc.invert(cb_bad))
-        bad = pa.concat_tables([tx.filter(tx_bad).select(ENVELOPE), cb.filter(cb_bad).select(ENVELOPE)])
-        tx_only = tx.filter(pc.equal(tx.column("kafka_topic"), self.cfg.topic_transactions))
-        if tx_only.num_rows:
-            self.lag.advance(
-                tx_only.column("kafka_partition").to_numpy(zero_copy_only=False),
-                tx_only.column("kafka_offset").to_numpy(zero_copy_only=False),
-            )
-        writes = [
-            TableWrite("master.transactions", MASTER_COLUMNS, tx_ok),
-            TableWrite("master.chargebacks", CHARGEBACK_COLUMNS, cb_ok),
-            TableWrite(
-                "quarantine.events",
-                QUARANTINE_COLUMNS,
-                quarantine_rows("landing", _rows(bad, ENVELOPE)),
-                conflict=QUARANTINE_CONFLICT,
-                counts_as_written=False,
-            ),
-        ]
-        summary: dict[str, Any] = {}
-
-        def metrics(written: dict[str, int]) -> dict[str, Any]:
-            values = {
-                "rows_in": tx.num_rows + cb.num_rows,
-                "rows_written": written.get("master.transactions", 0) + written.get("master.chargebacks", 0),
-                "rows_quarantined": written.get("quarantine.events", 0),
-                "duration_ms": (time.time() - t0) * 1000.0,
-                "kafka_lag": self.lag.lag(),
-                **latency_percentiles(latencies_ms(tx_ok.column("kafka_timestamp"), time.time())),
-            }
-            summary.update(values)
-            return values
-
-        result = self.sink.commit(batch_id, writes, metrics)
-        self.batches += 1
         if result.replayed:
             return
+        v = seen["values"]
         log.info(
-            "%s batch %d: in=%d transactions=%d chargebacks=%d quarantined=%d %.0fms lag=%s",
+            "%s batch %d: in=%d written=%d quarantined=%d in %d tasks %.0fms lag=%s",
             self.cfg.query_name,
             batch_id,
-            summary["rows_in"],
-            result.written.get("master.transactions", 0),
-            result.written.get("master.chargebacks", 0),
-            summary["rows_quarantined"],
-            summary["duration_ms"],
-            summary["kafka_lag"],
+            v["rows_in"],
+            v["rows_written"],
+            v["rows_quarantined"],
+            result.tasks,
+            v["duration_ms"],
+            v["kafka_lag"],
         )
 
 

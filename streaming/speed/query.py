@@ -2,8 +2,9 @@
 
     read_kafka -> speed_transactions (parse, validate, keep what scoring reads) -> watermark ->
         customer state -> terminal state -> foreachBatch(
-        skip if the batch marker exists -> mapInPandas(score with this batch's champion) -> toArrow ->
-        one Postgres transaction: scored rows + alerts + quarantine + marker + metrics)
+        skip if the batch marker exists -> mapInPandas(each task: score its rows with this batch's champion,
+        write them in one Postgres transaction of its own: scored rows + alerts of stored rows + quarantine;
+        yield its counts) -> driver: marker + metrics in one transaction, after every task succeeded)
 
 Everything that varies per deployment or per test (topic, checkpoint, query name, trigger, model name,
 sink) is a parameter with its default from settings.
@@ -14,32 +15,34 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from kernel.errors import EcomError
-from kernel.settings import Settings, as_component, get_settings
+from kernel.settings import Settings, get_settings
 from streaming import transforms
-from streaming.common import (
-    KafkaLag,
-    check_checkpoint,
-    latencies_ms,
-    latency_percentiles,
-    session_conf,
-)
+from streaming.common import KafkaLag, check_checkpoint, latencies_ms, session_conf
 from streaming.sink import (
     QUARANTINE_COLUMNS,
     QUARANTINE_CONFLICT,
+    QUARANTINE_KEY,
+    TASK_COUNTS_SCHEMA,
+    BatchCounts,
+    PartitionWriter,
     PostgresBatchSink,
     TableWrite,
     quarantine_rows,
+    task_counts,
 )
 from streaming.speed.scoring import OUTPUT_SCHEMA, SPEED_COLUMNS, ChampionCache, make_scorer
 from streaming.speed.state import with_customer_context, with_terminal_context
@@ -129,8 +132,82 @@ def enriched_stream(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
     return with_terminal_context(with_customer_context(watermarked, cfg.state_buckets), cfg.state_buckets)
 
 
-def _columns(table: pa.Table, names: list[str]) -> list[list]:
-    return [table.column(n).to_pylist() for n in names]
+def _scored_table(frames: list[pd.DataFrame]) -> pa.Table:
+    """A task's scored pandas frames -> one Arrow table of OUTPUT_SCHEMA (timestamps tz-aware UTC)."""
+    schema = to_arrow_schema(OUTPUT_SCHEMA, timezone="UTC")
+    if not frames:
+        return schema.empty_table()
+    return pa.Table.from_pandas(pd.concat(frames, ignore_index=True), schema=schema, preserve_index=False)
+
+
+def speed_writes(table: pa.Table, batch_id: int) -> list[TableWrite]:
+    """One task's scored rows -> what it writes: scored rows, alerts of stored rows, quarantine. Pure."""
+    rejected = table.column("reject_reason").is_valid()
+    good = table.filter(pc.invert(rejected))
+    bad = table.filter(rejected)
+    good = good.append_column("batch_id", pa.array(np.full(good.num_rows, batch_id, dtype=np.int64)))
+    alerts = good.filter(good.column("is_alert"))
+    quarantine = zip(
+        *[
+            bad.column(c).to_pylist()
+            for c in ("kafka_topic", "kafka_partition", "kafka_offset", "raw_payload")
+        ],
+        bad.column("reject_reason").to_pylist(),
+        strict=True,
+    )
+    return [
+        TableWrite(
+            "speed.scored_transactions",
+            SPEED_COLUMNS + ["batch_id"],
+            good,
+            stored_by=("transaction_id", "batch_id"),  # this event, stored by this batch (any attempt)
+        ),
+        # an event delivered twice upstream is scored twice but stored once (the first score); its alert
+        # follows the stored row, never the second score
+        TableWrite("speed.fraud_alerts", ALERT_COLUMNS, alerts, where=ALERT_OF_STORED_ROW),
+        TableWrite(
+            "quarantine.events",
+            QUARANTINE_COLUMNS,
+            quarantine_rows("stream", quarantine),
+            conflict=QUARANTINE_CONFLICT,
+            stored_by=QUARANTINE_KEY,
+        ),
+    ]
+
+
+def write_scored_partition(table: pa.Table, writer: PartitionWriter | None, batch_id: int) -> dict[str, Any]:
+    """Executor side: write one task's scored rows in one transaction (none with the no-op sink); its counts."""
+    t0 = time.time()
+    writes = speed_writes(table, batch_id)
+    written = writer.write(writes) if writer is not None else {}
+    rejected = table.column("reject_reason").is_valid()
+    return task_counts(
+        rows_in=table.num_rows,
+        rows_written=written.get("speed.scored_transactions", 0),
+        rows_quarantined=written.get("quarantine.events", 0),
+        alerts=written.get("speed.fraud_alerts", 0)
+        if writer is not None
+        else pc.sum(pc.and_kleene(table.column("is_alert"), pc.invert(rejected))).as_py() or 0,
+        write_ms=(time.time() - t0) * 1000.0,
+        kafka_partition=table.column("kafka_partition").to_numpy(zero_copy_only=False),
+        kafka_offset=table.column("kafka_offset").to_numpy(zero_copy_only=False),
+        latencies_ms=latencies_ms(table.column("kafka_timestamp"), time.time()),
+    )
+
+
+def score_and_write(
+    scorer: Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]],
+    writer: PartitionWriter | None,
+    batch_id: int,
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """The mapInPandas function of one batch: each task scores its rows and writes them itself (one Postgres
+    transaction per task), then yields one row of TASK_COUNTS_SCHEMA; no scored row leaves the executor."""
+
+    def partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        table = _scored_table([f for f in scorer(batches) if len(f)])
+        yield pd.DataFrame([write_scored_partition(table, writer, batch_id)])
+
+    return partition
 
 
 class SpeedBatchWriter:
@@ -148,18 +225,58 @@ class SpeedBatchWriter:
         self.cfg = cfg
         self.settings = settings or get_settings()
         self.champions = champions or ChampionCache(spark, self.settings, cfg.model_name)
-        # the sink writes as the stream writer's role (kernel/sql/080_component_roles.sql)
-        sink_settings = as_component(self.settings, "stream")
-        self.sink = PostgresBatchSink(cfg.query_name, sink_settings) if cfg.sink == "postgres" else None
+        self.sink = PostgresBatchSink(cfg.query_name, self.settings) if cfg.sink == "postgres" else None
+        self.writer = self.sink.partition_writer() if self.sink is not None else None
         self.lag = KafkaLag(cfg.bootstrap_servers, cfg.topic)
         self.on_batch = on_batch
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         t0 = time.time()
-        if self.sink is not None and self.sink.already_committed(batch_id):
-            # Spark replays a batch whose Postgres transaction committed before the crash. Its rows are in
-            # already; still run the stateful part so the state store advances exactly as the first time
-            # (Spark 4 also checks that every state partition committed), but skip scoring and writing.
+        seen: dict[str, Any] = {}
+
+        def tasks() -> DataFrame:
+            bc = seen["champion"] = self.champions.current()
+            scorer = make_scorer(bc.champion, bc.baselines, bc.chargebacks)
+            return batch_df.mapInPandas(score_and_write(scorer, self.writer, batch_id), TASK_COUNTS_SCHEMA)
+
+        def metrics(counts: BatchCounts) -> dict[str, Any]:
+            seen["computed_at"] = time.time()
+            self.lag.advance(counts.kafka_partitions, counts.kafka_ends)
+            values = {
+                "rows_in": counts.rows_in,
+                "rows_written": counts.rows_written,
+                "rows_quarantined": counts.rows_quarantined,
+                "duration_ms": (time.time() - t0) * 1000.0,
+                "kafka_lag": self.lag.lag(),
+                "model_version": seen["champion"].version,
+                **counts.latency,
+            }
+            seen["summary"] = {
+                "query": self.cfg.query_name,
+                "batch_id": batch_id,
+                "rows_in": counts.rows_in,
+                "alerts": counts.alerts,
+                "quarantined": counts.rows_quarantined,
+                "model_version": seen["champion"].version,
+                "tasks": counts.tasks,
+                "task_write_ms": counts.write_ms_max,
+                # the stages that run the query, scoring and the tasks' own writes
+                "compute_ms": (seen["computed_at"] - t0) * 1000.0,
+                **values,
+            }
+            return values
+
+        if self.sink is None:  # no-op sink (benchmark ceiling): the same tasks, nothing written
+            counts = BatchCounts.of([r.asDict() for r in tasks().collect()])
+            metrics(counts)
+            summary = {**seen["summary"], "rows_written": 0, "duration_ms": (time.time() - t0) * 1000.0}
+            self._report(summary)
+            return
+        result = self.sink.write_batch(batch_id, tasks, metrics)
+        if not result.computed:
+            # Spark replays a batch whose marker committed before the crash. Its rows are in already; still
+            # run the stateful part so the state store advances exactly as the first time (Spark 4 also
+            # checks that every state partition committed), but score and write nothing.
             batch_df.write.format("noop").mode("overwrite").save()
             log.info(
                 "%s batch %d: already committed (replay after restart), skipped",
@@ -167,91 +284,10 @@ class SpeedBatchWriter:
                 batch_id,
             )
             return
-        bc = self.champions.current()
-        scored = batch_df.mapInPandas(make_scorer(bc.champion, bc.baselines, bc.chargebacks), OUTPUT_SCHEMA)
-        table = scored.toArrow()
-        t_computed = time.time()
-        n_in = table.num_rows
-        rejected = table.column("reject_reason").is_valid()
-        good = table.filter(pa.compute.invert(rejected))
-        bad = table.filter(rejected)
-        alerts = good.filter(good.column("is_alert"))
-        self.lag.advance(
-            table.column("kafka_partition").to_numpy(zero_copy_only=False),
-            table.column("kafka_offset").to_numpy(zero_copy_only=False),
-        )
-        summary: dict[str, Any] = {
-            "query": self.cfg.query_name,
-            "batch_id": batch_id,
-            "rows_in": n_in,
-            "alerts": alerts.num_rows,
-            "quarantined": bad.num_rows,
-            "model_version": bc.version,
-            "compute_ms": (t_computed - t0) * 1000.0,
-        }
-        if self.sink is None:  # no-op sink (benchmark ceiling): the same work up to the write
-            lat = latencies_ms(table.column("kafka_timestamp"), time.time())
-            summary.update(rows_written=0, duration_ms=(time.time() - t0) * 1000, **latency_percentiles(lat))
-            self._report(summary)
-            return
-        writes = [
-            TableWrite(
-                "speed.scored_transactions",
-                SPEED_COLUMNS + ["batch_id"],
-                good.append_column("batch_id", pa.array(np.full(good.num_rows, batch_id, dtype=np.int64))),
-            ),
-            TableWrite(
-                "speed.fraud_alerts",
-                ALERT_COLUMNS,
-                alerts,
-                counts_as_written=False,  # alerts are a view of scored rows, not rows of their own
-                # an event delivered twice upstream is scored twice but stored once (the first score);
-                # its alert follows the stored row, never the second score
-                where=ALERT_OF_STORED_ROW,
-            ),
-            TableWrite(
-                "quarantine.events",
-                QUARANTINE_COLUMNS,
-                quarantine_rows(
-                    "stream",
-                    zip(
-                        *_columns(
-                            bad,
-                            [
-                                "kafka_topic",
-                                "kafka_partition",
-                                "kafka_offset",
-                                "raw_payload",
-                                "reject_reason",
-                            ],
-                        ),
-                        strict=True,
-                    ),
-                ),
-                conflict=QUARANTINE_CONFLICT,
-                counts_as_written=False,
-            ),
-        ]
-        kafka_ts = table.column("kafka_timestamp")
-
-        def metrics(written: dict[str, int]) -> dict[str, Any]:
-            values = {
-                "rows_in": n_in,
-                "rows_written": written.get("speed.scored_transactions", 0),
-                "rows_quarantined": written.get("quarantine.events", 0),
-                "duration_ms": (time.time() - t0) * 1000.0,
-                "kafka_lag": self.lag.lag(),
-                "model_version": bc.version,
-                **latency_percentiles(latencies_ms(kafka_ts, time.time())),
-            }
-            summary.update(values)
-            return values
-
-        result = self.sink.commit(batch_id, writes, metrics)
         if result.replayed:
-            log.info("%s batch %d: already committed, skipped", self.cfg.query_name, batch_id)
+            log.info("%s batch %d: marked committed meanwhile, kept that", self.cfg.query_name, batch_id)
             return
-        self._report(summary)
+        self._report({**seen["summary"], "duration_ms": (time.time() - t0) * 1000.0})
 
     def _report(self, s: dict[str, Any]) -> None:
         def ms(v: Any) -> str:
