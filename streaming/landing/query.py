@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from kernel.settings import Settings, get_settings
+from kernel.settings import Settings, as_component, get_settings
 from streaming import transforms
 from streaming.common import KafkaLag, check_checkpoint, latencies_ms
 from streaming.landing.master import CHARGEBACK_COLUMNS, MASTER_COLUMNS
@@ -160,7 +160,8 @@ class LandingBatchWriter:
     def __init__(self, cfg: LandingConfig, settings: Settings | None = None) -> None:
         self.cfg = cfg
         self.settings = settings or get_settings()
-        self.sink = PostgresBatchSink(cfg.query_name, self.settings)
+        # the sink writes as the landing writer's role (kernel/sql/080_component_roles.sql)
+        self.sink = PostgresBatchSink(cfg.query_name, as_component(self.settings, "landing"))
         self.writer = self.sink.partition_writer()
         self.lag = KafkaLag(cfg.bootstrap_servers, cfg.topic_transactions)
         self.batches = 0

@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from kernel.errors import EcomError
-from kernel.settings import Settings, get_settings
+from kernel.settings import Settings, as_component, get_settings
 from streaming import transforms
 from streaming.common import KafkaLag, check_checkpoint, latencies_ms, session_conf
 from streaming.sink import (
@@ -225,7 +225,9 @@ class SpeedBatchWriter:
         self.cfg = cfg
         self.settings = settings or get_settings()
         self.champions = champions or ChampionCache(spark, self.settings, cfg.model_name)
-        self.sink = PostgresBatchSink(cfg.query_name, self.settings) if cfg.sink == "postgres" else None
+        # the sink writes as the stream writer's role (kernel/sql/080_component_roles.sql)
+        sink_settings = as_component(self.settings, "stream")
+        self.sink = PostgresBatchSink(cfg.query_name, sink_settings) if cfg.sink == "postgres" else None
         self.writer = self.sink.partition_writer() if self.sink is not None else None
         self.lag = KafkaLag(cfg.bootstrap_servers, cfg.topic)
         self.on_batch = on_batch
