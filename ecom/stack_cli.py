@@ -41,6 +41,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _print_table(statuses: list[dict]) -> None:
+    width = max((len(st["name"]) for st in statuses), default=0) + 1
     for st in statuses:
         if st["healthy"]:
             mark = "healthy"
@@ -48,7 +49,7 @@ def _print_table(statuses: list[dict]) -> None:
             mark = "DOWN"
         else:
             mark = "off"  # a UI not started: `ecom up --uis` starts it
-        print(f"  {st['name']:<18} {mark:<8} pid={st['pid'] or '-':<8} {st['url']}")
+        print(f"  {st['name']:<{width}} {mark:<8} pid={st['pid'] or '-':<8} {st['url']}")
     if any(not st["started"] for st in statuses):
         print("  (off: not started; `ecom up --uis` starts the UIs)")
     sys.stdout.flush()
