@@ -20,47 +20,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.harness import create_topic, delete_topics, machine_info
+from events.simulator.cards import CARD_FILE_MAPPING, CardFileConfig, write_card_file
 from kernel.settings import Settings, get_settings
 from kernel.stats import median
-
-COLUMNS = {
-    "customer": "customer_id",
-    "terminal": "terminal_id",
-    "amount": "tx_amount",
-    "timestamp": "tx_datetime",
-    "label": "tx_fraud",
-}
-
-
-def write_fraud_file(path: Path, rows: int, seed: int = 7, shuffled: bool = False) -> Path:
-    """A seeded five-column file: ~rows/50 customers and rows/100 terminals over 180 days, log-normal
-    amounts, 1% fraud; naive 'YYYY-MM-DD HH:MM:SS' times. Shuffled: the same rows in random order."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    rng = np.random.default_rng(seed)
-    seconds = np.sort(rng.integers(0, 180 * 86_400, rows))
-    times = np.datetime64("2024-01-01T00:00:00", "s") + seconds
-    table = pa.table(
-        {
-            "customer_id": rng.integers(0, max(1, rows // 50), rows),
-            "terminal_id": rng.integers(0, max(1, rows // 100), rows),
-            "tx_amount": np.round(rng.lognormal(3.5, 1.0, rows), 2),
-            "tx_datetime": np.char.replace(times.astype(str), "T", " "),
-            "tx_fraud": (rng.random(rows) < 0.01).astype(np.int8),
-        }
-    )
-    if shuffled:  # drawn last: the same rows as the sorted file, in another order
-        table = table.take(pa.array(rng.permutation(rows)))
-    if path.suffix == ".parquet":
-        pq.write_table(table, path)
-    else:
-        pcsv.write_csv(table, path, write_options=pcsv.WriteOptions(quoting_style="none"))
-    return path
 
 
 def _replay_child(path: str, topics: dict[str, str], chunk_rows: int, out: Any) -> None:
@@ -84,7 +47,7 @@ def _replay_child(path: str, topics: dict[str, str], chunk_rows: int, out: Any) 
     cpu0 = time.process_time()
     report = replay_file(
         Path(path),
-        ColumnMapping(dict(COLUMNS)),
+        ColumnMapping(dict(CARD_FILE_MAPPING)),
         topic=topics["tx"],
         labels_topic=topics["labels"],
         dead_letter_topic=topics["dlq"],
@@ -174,7 +137,11 @@ def bench_replay(
     (s.state_dir / "tmp").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=s.state_dir / "tmp", prefix="bench-replay-") as tmp:
         for order in ("sorted", "unsorted"):
-            path = write_fraud_file(Path(tmp) / f"{order}.{fmt}", rows, seed, shuffled=order == "unsorted")
+            path = write_card_file(
+                Path(tmp) / f"{order}.{fmt}",
+                CardFileConfig.for_rows(rows, seed=seed),
+                shuffled=order == "unsorted",
+            )
             results = [run_once(s, path, chunk_rows) for _ in range(runs)]
             out[order] = {
                 "rows_per_s": median([r["rows_per_s"] for r in results]),

@@ -117,9 +117,12 @@ def card_transactions(cfg: CardFileConfig = CardFileConfig()) -> pd.DataFrame:
     )
 
 
-def write_card_file(path: Path, cfg: CardFileConfig = CardFileConfig()) -> Path:
-    """The rows of `card_transactions(cfg)` as CSV (or Parquet when `path` ends in .parquet)."""
+def write_card_file(path: Path, cfg: CardFileConfig = CardFileConfig(), shuffled: bool = False) -> Path:
+    """The rows of `card_transactions(cfg)` as CSV (or Parquet when `path` ends in .parquet). Shuffled: the
+    same rows in a seeded random order (an unsorted file, as exports often are)."""
     frame = card_transactions(cfg)
+    if shuffled:
+        frame = frame.sample(frac=1.0, random_state=cfg.seed).reset_index(drop=True)
     if path.suffix == ".parquet":
         frame.to_parquet(path, index=False)
     else:
