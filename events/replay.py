@@ -44,7 +44,13 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import yaml
 
-from events.contract import TRANSACTION_SCHEMA_VERSION, enum_values, load_schema, validate_transaction
+from events.contract import (
+    TRANSACTION_SCHEMA_VERSION,
+    UNKNOWN_COUNTRY,
+    enum_values,
+    load_schema,
+    validate_transaction,
+)
 from events.producer import LabelOutbox
 from kernel.errors import EcomError
 from kernel.settings import Settings, get_settings
@@ -81,7 +87,7 @@ DEFAULTS: dict[str, Any] = {
     "channel": "web",
     "device_type": "desktop",
     "ip_address": "",
-    "ip_country": "ZZ",
+    "ip_country": UNKNOWN_COUNTRY,
     "ip_city": "unknown",
     "ip_lat": 0.0,
     "ip_lon": 0.0,

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from events.contract import UNKNOWN_COUNTRY
+
 NS = 1_000_000_000
 CUSTOMER_WINDOWS = {"10m": 600, "1h": 3600, "24h": 86400}  # seconds
 TERMINAL_WINDOWS = {"1h": 3600, "24h": 86400, "far_24h": 86400}  # far_24h: only far-from-home customers
@@ -745,10 +747,12 @@ def _n_items(line_items: pd.Series) -> np.ndarray:
 def _currency_mismatch(e: pd.DataFrame) -> np.ndarray:
     if "currency" not in e.columns:
         return np.zeros(len(e))
-    # the IP's country does not use the charged currency (an IP without a country is no evidence either way)
+    # the IP's country does not use the charged currency; an IP without a country (empty, or the contract's
+    # UNKNOWN_COUNTRY that replay sets for files without IP data) is no evidence either way
     country = e["ip_country"].fillna("").astype(str)
     expected = country.map(COUNTRY_CURRENCY).fillna("other")
-    return ((country != "") & (expected != e["currency"].astype(str))).to_numpy(dtype=float)
+    known = (country != "") & (country != UNKNOWN_COUNTRY)
+    return (known & (expected != e["currency"].astype(str))).to_numpy(dtype=float)
 
 
 def derive_features(enriched: pd.DataFrame) -> pd.DataFrame:

@@ -22,6 +22,9 @@ CONTRACT_DIR = Path(__file__).resolve().parent
 TRANSACTION_SCHEMA_VERSION = 1
 CHARGEBACK_SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({TRANSACTION_SCHEMA_VERSION})
+# ip_country of an event whose source did not know it (ISO 3166's user-assigned "ZZ"): `ecom replay` sets it
+# for files without IP data; features treat it as no evidence, like an empty country
+UNKNOWN_COUNTRY = "ZZ"
 
 
 @cache

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from events.contract import UNKNOWN_COUNTRY
 from ml.features import (
     BASELINE_COLUMNS,
     CONTEXT_COLUMNS,
@@ -116,6 +117,16 @@ def test_derive_features_is_complete_and_finite(small_history):
     # history matters: a customer's later purchases know their earlier ones
     assert (enriched["cust_n_prior"] > 0).mean() > 0.3
     assert feats["currency_mismatch"].between(0, 1).all()
+
+
+def test_an_unknown_or_missing_country_is_no_currency_mismatch(small_history):
+    """Replay writes UNKNOWN_COUNTRY for files without IP data: no row of such a file may look cross-border."""
+    tx, cb = small_history
+    enriched, _ = history_context(tx, cb)
+    rows = enriched.head(4).assign(currency=["USD", "USD", "USD", "EUR"], ip_country=["US", "GB", "", "ZZ"])
+    rows.loc[rows.index[2], "ip_country"] = None
+    assert UNKNOWN_COUNTRY == "ZZ"
+    assert derive_features(rows)["currency_mismatch"].tolist() == [0.0, 1.0, 0.0, 0.0]
 
 
 def test_missing_context_is_one_clear_error(small_history):

@@ -40,6 +40,9 @@ public final class Features {
           "MT", "NL", "PT", "SI", "SK");
   private static final Map<String, String> NON_EURO = Map.of("US", "USD", "CA", "CAD", "GB", "GBP");
 
+  /** events.contract.UNKNOWN_COUNTRY: no evidence of a currency mismatch. */
+  static final String UNKNOWN_COUNTRY = "ZZ";
+
   private Features() {}
 
   /** ml.features.COUNTRY_CURRENCY.get(country, "other"). */
@@ -90,7 +93,8 @@ public final class Features {
     out[16] = (t1 + 1.0) / (t24 / 24.0 + 1.0);
     out[17] = or(ctx[19], 0.0);
     String c = country == null ? "" : country;
-    out[18] = (currency != null && !c.isEmpty() && !expectedCurrency(c).equals(currency)) ? 1.0 : 0.0;
+    boolean known = !c.isEmpty() && !UNKNOWN_COUNTRY.equals(c);
+    out[18] = (currency != null && known && !expectedCurrency(c).equals(currency)) ? 1.0 : 0.0;
     out[19] = or(ctx[20], 0.0);
     out[20] = or(ctx[21], 0.0);
     out[21] = or(nItems, 1.0);
