@@ -126,6 +126,23 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
     assert key("master", "transactions") in observe.asset_layer.asset_graph.get_all_asset_keys()
 
 
+def test_the_schedule_runs_every_check_on_every_row_and_a_day_can_be_backfilled(defs: dg.Definitions) -> None:
+    from orchestration.defs.dbt.backfill import backfill_args
+
+    schedule = defs.resolve_schedule_def("batch_refresh_schedule")
+    request = schedule.evaluate_tick(dg.build_schedule_context()).run_requests[0]
+    assert request.run_config["ops"]["ecom_dbt"]["config"]["checks"] == "all"
+    backfill = defs.resolve_job_def("backfill_facts_day")
+    assert (
+        backfill.partitions_def is not None
+        and backfill.partitions_def.get_partition_keys()[0] == "2019-01-01"
+    )
+    assert defs.resolve_job_def("refresh_all").partitions_def is None  # the backfill stays out of it
+    assert backfill_args("2021-05-07")[-1] == '{"backfill_day": "2021-05-07"}'
+    with pytest.raises(ValueError):
+        backfill_args("2021-05-07; drop table x")
+
+
 def test_translator_keys_and_layers() -> None:
     model = {
         "resource_type": "model",

@@ -1,7 +1,18 @@
-{{ config(indexes=[{'columns': ['customer_sk'], 'unique': True}, {'columns': ['customer_id']}]) }}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='customer_sk',
+        on_schema_change='sync_all_columns',
+        indexes=[{'columns': ['customer_sk'], 'unique': True}, {'columns': ['customer_id']}],
+    )
+}}
 -- Customers, type 2: one row per version from the snapshot, plus one inferred member per customer that
 -- the facts reference but reference.customers does not (late-arriving or unknown customers), so every
--- fact row joins.
+-- fact row joins. Incremental: every build rewrites the versions (the snapshot closes and opens them) and
+-- the inferred members already here (is_current turns false once the customer becomes known), and adds
+-- inferred members only from the slice the facts gained since this model's last build
+-- (macros/increments.sql), not from every fact row.
 with versions as (
     select
         v.customer_sk,
@@ -30,7 +41,14 @@ inferred_keys as (
     select f.customer_sk, min(f.customer_id) as customer_id
     from {{ ref('fct_transactions') }} as f
     where not exists (select 1 from versions as v where v.customer_sk = f.customer_sk)
+    {% if is_incremental() %}
+      and f.batch_loaded_at > {{ last_build_at('refreshed_at') }}
+    {% endif %}
     group by f.customer_sk
+    {% if is_incremental() %}
+    union
+    select customer_sk, customer_id from {{ this }} where is_inferred
+    {% endif %}
 ),
 
 inferred as (
@@ -54,8 +72,12 @@ inferred as (
         not exists (select 1 from versions as v where v.customer_id = f.customer_id) as is_current,
         true as is_inferred
     from inferred_keys as f
+),
+
+members as (
+    select * from versions
+    union all
+    select * from inferred
 )
 
-select * from versions
-union all
-select * from inferred
+select *, now() as refreshed_at from members

@@ -1,17 +1,24 @@
 {#
-  One row per line item of a checkout (grain: transaction x line number). Incremental like fct_transactions,
-  and only for transactions already in fct_transactions (semi-join), so every line has its parent fact;
-  the customer's SCD2 version is reached through the parent (fct_transactions.customer_sk).
+  One row per line item of a checkout (grain: transaction x line number). Incremental on the slice of
+  fct_transactions added since this model's last build (batch_loaded_at later than the latest here), so
+  every line has its parent fact and each parent's lines are added once: a transaction enters
+  fct_transactions once (unique), and its lines with the first build of this model that sees it. No
+  look-back is needed here; fct_transactions already caught the late commits. The customer's SCD2 version
+  is reached through the parent (fct_transactions.customer_sk). A backfill of an event day
+  (var backfill_day) deletes that day's lines first; the parents derived again carry a new stamp, so their
+  lines are derived again with them.
 #}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='sync_all_columns',
+        pre_hook="{{ delete_backfill_day('event_time') }}",
         indexes=[
             {'columns': ['order_line_id'], 'unique': True},
             {'columns': ['transaction_id']},
             {'columns': ['landed_seq']},
+            {'columns': ['batch_loaded_at']},
         ],
     )
 }}
@@ -20,10 +27,9 @@ with candidates as (
     select t.transaction_id, t.customer_id, t.merchant_id, t.event_time, t.currency_code, t.line_items,
            t.landed_seq
     from {{ ref('stg_master__transactions') }} as t
-    where exists (select 1 from {{ ref('fct_transactions') }} as f where f.transaction_id = t.transaction_id)
+    inner join {{ ref('fct_transactions') }} as f on f.transaction_id = t.transaction_id
     {% if is_incremental() %}
-      and t.landed_seq > (select coalesce(max(landed_seq), 0) from {{ this }}) - {{ var('late_landing_lookback') }}
-      and not exists (select 1 from {{ this }} as o where o.transaction_id = t.transaction_id)
+    where f.batch_loaded_at > {{ last_build_at('batch_loaded_at') }}
     {% endif %}
 )
 
@@ -40,6 +46,7 @@ select
     (li.item ->> 'quantity')::integer as quantity,
     (li.item ->> 'unit_price')::numeric(14, 2) as unit_price,
     ((li.item ->> 'quantity')::integer * (li.item ->> 'unit_price')::numeric(14, 2))::numeric(14, 2) as line_amount,
-    c.landed_seq
+    c.landed_seq,
+    now() as batch_loaded_at
 from candidates as c
 cross join lateral jsonb_array_elements(c.line_items) with ordinality as li (item, line_number)

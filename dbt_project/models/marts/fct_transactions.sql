@@ -1,8 +1,13 @@
 {#
   One row per checkout: the star's central fact. Incremental on landed_seq (the landing order of the
-  append-only master dataset): each run appends the rows landed since the last run. Rows that committed
+  append-only master dataset), not on event time: each run appends the rows landed since the last run,
+  whatever their event time (a late-arriving event, a replayed history from years ago). Rows that committed
   late, below the previous high-water mark, are caught by looking back `late_landing_lookback` positions
-  and skipping what is already here (anti-join on transaction_id), so no row is missed or doubled.
+  and skipping what is already here (anti-join on transaction_id; the unique index refuses a double), so
+  no row is missed or doubled. `batch_loaded_at` (the build's transaction time) marks the slice a build
+  added: the models downstream read only that slice, and the checks on this model test only it
+  (macros/new_slice.sql). With var backfill_day, a run derives that event day again instead
+  (macros/increments.sql). See docs/batch.md, "Increments".
   customer_sk points at the customer version valid at event time (SCD2, snap_reference__customers; the first
   version also covers events before it), or an inferred member when the customer is unknown.
 #}
@@ -11,10 +16,12 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='sync_all_columns',
+        pre_hook="{{ delete_backfill_day('event_time') }}",
         indexes=[
             {'columns': ['transaction_id'], 'unique': True},
             {'columns': ['landed_seq']},
             {'columns': ['event_time']},
+            {'columns': ['batch_loaded_at']},
         ],
     )
 }}
@@ -22,7 +29,9 @@
 with landed as (
     select t.*
     from {{ ref('stg_master__transactions') }} as t
-    {% if is_incremental() %}
+    {% if is_incremental() and backfill_day() is not none %}
+    where {{ on_backfill_day('t.event_time') }}
+    {% elif is_incremental() %}
     where t.landed_seq > (select coalesce(max(landed_seq), 0) from {{ this }}) - {{ var('late_landing_lookback') }}
       and not exists (select 1 from {{ this }} as f where f.transaction_id = t.transaction_id)
     {% endif %}
@@ -64,7 +73,8 @@ select
     l.kafka_partition,
     l.kafka_offset,
     l.landed_at,
-    l.landed_seq
+    l.landed_seq,
+    now() as batch_loaded_at
 from landed as l
 -- the validity ranges of one customer never overlap and start at -infinity: at most one version matches
 left join versions as v

@@ -8,14 +8,14 @@ import dagster as dg
 from dagster import AssetExecutionContext
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from orchestration.defs.dbt.project import build_lock, ecom_dbt_project
+from orchestration.defs.dbt.project import build_lock, ecom_dbt_project, set_check_scope
 from orchestration.resources import PostgresResource
 from orchestration.translator import EcomDbtTranslator
 
 log = logging.getLogger(__name__)
 
 
-def _manifest_path():
+def manifest_path():
     """The prepared manifest; parse once if a developer skipped the build step (never on a deployed load)."""
     project = ecom_dbt_project()
     if not project.manifest_path.exists():
@@ -32,14 +32,22 @@ def _manifest_path():
 translator = EcomDbtTranslator()
 
 
+CHECK_SCOPES = ("new", "all")
+
+
 class DbtBuildConfig(dg.Config):
-    """Run config of the dbt build (`ecom batch --full-refresh` sets it; so does the UI's launchpad)."""
+    """Run config of the dbt build (`ecom batch --full-refresh` sets it; so does the UI's launchpad).
+
+    `checks`: "new" tests the growing models (master staging, the facts) on the slice this build adds,
+    "all" on every row (the scheduled run); dbt_project/macros/new_slice.sql reads it as ECOM_DBT_CHECKS.
+    """
 
     full_refresh: bool = False
+    checks: str = "new"
 
 
 @dbt_assets(
-    manifest=_manifest_path(),
+    manifest=manifest_path(),
     project=ecom_dbt_project(),
     dagster_dbt_translator=translator,
     name="ecom_dbt",
@@ -48,6 +56,9 @@ def ecom_dbt_assets(
     context: AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig, postgres: PostgresResource
 ):
     """`dbt build` of the selected models, snapshots and tests; test results stream back as asset checks."""
+    if config.checks not in CHECK_SCOPES:
+        raise dg.Failure(f"checks must be one of {', '.join(CHECK_SCOPES)}, not {config.checks!r}")
     args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
+    set_check_scope(config.checks)
     with build_lock(postgres):
         yield from dbt.cli(args, context=context).stream()

@@ -19,7 +19,9 @@ batch_refresh_schedule = dg.ScheduleDefinition(
     name="batch_refresh_schedule",
     job=batch_refresh_job,
     cron_schedule=get_settings().dbt.refresh_cron,
-    description="Periodic batch refresh (cron from ECOM_BATCH_REFRESH_CRON).",
+    # the full suite: every dbt test over every row (other runs test the growing models' new slice only)
+    run_config={"ops": {"ecom_dbt": {"config": {"checks": "all"}}}},
+    description="Periodic batch refresh (cron from ECOM_BATCH_REFRESH_CRON) with every dbt test over every row.",
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 

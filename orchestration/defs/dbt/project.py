@@ -28,19 +28,40 @@ def export_dbt_env() -> None:
     os.environ.setdefault("PGOPTIONS", DBT_PGOPTIONS)
 
 
+# Which rows the dbt tests of the growing models read: the slice a build adds, or with "all" every row
+# (dbt_project/macros/new_slice.sql).
+CHECK_SCOPE_ENV = "ECOM_DBT_CHECKS"
+
+
+def set_check_scope(checks: str) -> None:
+    """Scope of the next dbt invocation's tests ("new" or "all"), through the environment dbt inherits.
+
+    Set for every run, so one run's scope never leaks into the next. "new" leaves the variable unset, as
+    it is when the manifest is prepared: dbt records the environment variables its macros read, and a
+    different value would cost a full re-parse of the project on every run (the scheduled "all" run pays
+    it once)."""
+    if checks == "all":
+        os.environ[CHECK_SCOPE_ENV] = "all"
+    else:
+        os.environ.pop(CHECK_SCOPE_ENV, None)
+
+
 # Key of the Postgres advisory lock held for the length of a dbt build: two builds on one database (the
 # schedule, the sensor, `ecom batch`, another room's test) would otherwise race on the same relations.
 BUILD_LOCK_KEY = 5_050_505
 
 
+def dbt_target_db(postgres: PostgresResource) -> str:
+    """The database dbt builds: the dbt profile reads it from the environment, and a caller (test,
+    benchmark) may point it at another one than the resource's."""
+    export_dbt_env()
+    return os.environ.get("ECOM_PG_DB") or postgres.db
+
+
 @contextmanager
 def build_lock(postgres: PostgresResource) -> Iterator[None]:
     """Serialize dbt builds on the database dbt targets (ECOM_PG_DB as exported for dbt, see profiles.yml)."""
-    export_dbt_env()
-    # the dbt profile reads the database from the environment, and a caller (test, benchmark) may point it
-    # at another database: lock that one
-    target_db = os.environ.get("ECOM_PG_DB") or postgres.db
-    with postgres.connect(autocommit=True, db=target_db) as conn:
+    with postgres.connect(autocommit=True, db=dbt_target_db(postgres)) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK_KEY,))
         try:
             yield

@@ -1,0 +1,47 @@
+{#
+  Increments (docs/batch.md, "Increments"). Every incremental model above the facts stamps the rows a build
+  writes with the build's transaction time (`now()`: fct_*.batch_loaded_at, dim_*.refreshed_at,
+  customer_baselines.computed_at), and reads from fct_transactions / fct_order_lines only the rows stamped
+  after its own latest stamp: the slice the facts gained since this model last succeeded. Builds are
+  serialized by the build lock, so a later build's stamps are later; a model that failed in one build picks
+  up every slice it missed in the next.
+
+  `last_build_at(column)`: the latest stamp in {{ this }}, as SQL. Before the stamp column exists (a table
+  built by an older version of the model) it is '-infinity': the facts' rows stamped so far are all new to
+  it, and rows from before the stamp existed (null) are already in it.
+#}
+{% macro last_build_at(column) -%}
+    {%- set existing = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+    {%- if column in existing -%}
+        (select coalesce(max({{ column }}), '-infinity'::timestamptz) from {{ this }})
+    {%- else -%}
+        '-infinity'::timestamptz
+    {%- endif -%}
+{%- endmacro %}
+
+{#
+  Backfill of one event day (Dagster's partitioned `marts/fct_transactions_daily`, docs/batch.md): with
+  `--vars '{backfill_day: YYYY-MM-DD}'` the facts drop that UTC day's rows and derive them again from the
+  master dataset, in the same transaction as the insert (a pre-hook), so a reader sees the old day or the
+  new one. Running it twice gives the same rows: idempotent.
+#}
+{% macro backfill_day() -%}
+    {%- set day = var('backfill_day', none) -%}
+    {%- if day is not none and not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}$', day | string) -%}
+        {{ exceptions.raise_compiler_error("backfill_day must be a date YYYY-MM-DD, not '" ~ day ~ "'") }}
+    {%- endif -%}
+    {{ return(day) }}
+{%- endmacro %}
+
+{# SQL: `column` falls on the backfill day (UTC). #}
+{% macro on_backfill_day(column) -%}
+    {{ column }} >= ('{{ backfill_day() }}'::date::timestamp at time zone 'UTC')
+    and {{ column }} < (('{{ backfill_day() }}'::date + 1)::timestamp at time zone 'UTC')
+{%- endmacro %}
+
+{# Pre-hook of the facts: in a backfill run, delete the day's rows before they are derived again. #}
+{% macro delete_backfill_day(column) -%}
+    {%- if backfill_day() is not none and is_incremental() -%}
+        delete from {{ this }} where {{ on_backfill_day(column) }}
+    {%- endif -%}
+{%- endmacro %}
