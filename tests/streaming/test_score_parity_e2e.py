@@ -21,7 +21,6 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import orjson
 import pandas as pd
 import pytest
 
@@ -79,19 +78,9 @@ def _mapping():
 
 def _frames_of_file(path: Path, tmp: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The file as `ecom replay` converts it (events + their chargebacks), without Kafka."""
-    from events.replay import ordered_events
-    from ml.data import frames_from_events
+    from ml.data import replayed_history
 
-    def refuse(line, raw, reason):
-        raise AssertionError(f"line {line} of the generated file was refused: {reason}")
-
-    pairs = []
-    for table in ordered_events(path, _mapping(), refuse, tmp, label_delay_days=LABEL_DELAY_DAYS):
-        for value, label in zip(
-            table.column("value").to_pylist(), table.column("label").to_pylist(), strict=True
-        ):
-            pairs.append((orjson.loads(value), orjson.loads(label) if label else None))
-    return frames_from_events(pairs)
+    return replayed_history(path, COLUMNS, LABEL_DELAY_DAYS)
 
 
 @pytest.fixture(scope="module")
