@@ -8,6 +8,7 @@ champion fraud model and writes it to Postgres exactly once.
                    foreachBatch writer
 
 Shared with the batch landing, one level up: `streaming.transforms` (parse, validate, flatten),
-`streaming.sink` (one Postgres transaction per batch: COPY + ON CONFLICT + batch marker) and
+`streaming.sink` (each Spark task writes its rows in its own Postgres transaction: COPY + ON CONFLICT
+DO NOTHING, alerts for stored rows; the driver writes the batch marker after every task succeeded) and
 `streaming.common` (batch metrics, checkpoint guard).
 """
