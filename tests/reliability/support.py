@@ -270,7 +270,10 @@ def private_service(name: str, shared: Settings, monkeypatch, tag: str) -> Itera
         if name == "postgres":
             m.delenv("ECOM_PG_PASSWORD", raising=False)  # a fresh local secret in the private folder
         else:
+            # the shared Postgres: its owner's and its component roles' passwords, not fresh local secrets
             m.setenv("ECOM_PG_PASSWORD", shared.postgres.password)
+            for component, cred in shared.postgres.roles.items():
+                m.setenv(f"ECOM_{component.upper()}_PG_PASSWORD", cred.password)
         s = load_settings()
     svc = next(x for x in stack_mod.services(s) if x.name == name)
     try:
