@@ -48,10 +48,6 @@ from kernel.stats import percentiles
 FLOOR_SHAPES = ("jvm", "python_pass", "one_state", "speed_shape", "jvm_state", "jvm_scored")
 JVM_SHAPES = ("jvm", "jvm_state", "jvm_scored")  # no Python between Kafka and the driver
 JVM_STATE_SHAPES = ("jvm_state", "jvm_scored")
-# transformWithState with state TTL runs in processing-time mode, which asks for a no-data micro-batch after
-# every batch: an idle query would spin through empty batches and an availableNow one would never end. TTL
-# eviction still runs at the end of every batch with data (the wiring into `ecom stream` needs the same)
-JVM_STATE_CONF = {"spark.sql.streaming.noDataMicroBatches.enabled": "false"}
 FLOOR_PIPELINES = {
     "jvm": "Kafka -> parse + contract check -> driver",
     "python_pass": "... -> mapInPandas pass-through -> driver",
@@ -102,17 +98,16 @@ def _row_counter_processor():
 
 
 def jvm_context_frame(spark, df, scorer: str | None = None):
-    """The JVM hot path (streaming/jvm through py4j): customer + terminal context by transformWithState,
-    then, with `scorer` (ml.export.scorer_json of a model), its fraud_score. `df`: speed_transactions rows."""
+    """The JVM hot path: the stream's own JVM context (streaming.speed.state.with_jvm_context), then, with
+    `scorer` (ml.export.scorer_json of a model), its fraud_score from the JVM scorer."""
     from pyspark.sql import DataFrame
 
-    from streaming.speed.state import STATE_TTL_MS
+    from streaming.speed.state import with_jvm_context
 
-    jvm = spark._jvm.dev.ecomlambda.speed.SpeedJvm
-    jdf = jvm.withContext(df._jdf, STATE_TTL_MS)
-    if scorer is not None:
-        jdf = jvm.score(jdf, scorer)
-    return DataFrame(jdf, spark)
+    framed = with_jvm_context(df)
+    if scorer is None:
+        return framed
+    return DataFrame(spark._jvm.dev.ecomlambda.speed.SpeedJvm.score(framed._jdf, scorer), spark)
 
 
 def floor_frame(
@@ -234,6 +229,8 @@ def _start(
         confs.enter_context(
             session_conf(spark, "spark.sql.shuffle.partitions", str(settings.spark.state_partitions))
         )
+        from streaming.speed.state import JVM_STATE_CONF
+
         for key, value in (JVM_STATE_CONF if shape in JVM_STATE_SHAPES else {}).items():
             confs.enter_context(session_conf(spark, key, value))
         return stream.start()

@@ -302,6 +302,7 @@ def bench(args: argparse.Namespace) -> int:
             "trigger": "processingTime 0 s",
             "state_buckets": s.spark.state_buckets if args.state_buckets is None else args.state_buckets,
             "state_partitions": args.state_partitions or s.spark.state_partitions,
+            "state_engine": s.spark.state_engine,  # ECOM_SPEED_STATE_ENGINE (each run's checkpoint is new)
             "kafka_partitions": s.kafka.partitions,
             "simulated_customers": args.customers,
             "workload": args.workload,

@@ -178,6 +178,10 @@ class SparkSettings:
     # hash buckets keying that state (each bucket's state holds all of its customers/terminals); recorded
     # in a new checkpoint, a restored one keeps its own
     state_buckets: int = 8
+    # where that keyed state runs, for a new checkpoint: "jvm" (streaming/jvm's transformWithState
+    # processors, no Python) or "python" (ml.features' own walk in applyInPandasWithState /
+    # transformWithStateInPandas, the reference); a restored checkpoint keeps the engine it was created with
+    state_engine: str = "jvm"
     # an event stamped this far after Kafka received it is quarantined by the stream and the landing (a
     # producer's clock is wrong): it would move the event-time watermark and with it forget every
     # customer's window state (0 = no such rule)
@@ -361,6 +365,7 @@ def load_settings(env_file: Path | None = None) -> Settings:
         trigger_interval=e("ECOM_TRIGGER_INTERVAL", "0 seconds"),
         state_partitions=state_partitions,
         state_buckets=i("ECOM_SPEED_STATE_BUCKETS", str(max(8, 4 * state_partitions))),
+        state_engine=e("ECOM_SPEED_STATE_ENGINE", "jvm"),
         max_event_ahead_hours=f("ECOM_MAX_EVENT_AHEAD_HOURS", "24"),
         jars_dir=jars_dir / "spark",
         cluster_master_port=i("ECOM_SPARK_CLUSTER_PORT", "57077"),

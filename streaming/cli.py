@@ -66,6 +66,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         max_offsets_per_trigger=args.max_offsets,
         state_buckets=args.state_buckets,
+        state_engine=args.state_engine,
         **({"state_partitions": args.state_partitions} if args.state_partitions else {}),
     )
     spark = get_spark(f"ecom-stream-{cfg.query_name}")
@@ -135,6 +136,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help="group keyed state into N hash buckets (0 = one state per customer/terminal; default: what "
         "the checkpoint recorded, else settings, ECOM_SPEED_STATE_BUCKETS)",
+    )
+    p.add_argument(
+        "--state-engine",
+        choices=("jvm", "python"),
+        help="where the keyed state runs, for a new checkpoint: jvm (transformWithState in streaming/jvm, no "
+        "Python before scoring) or python (ml.features' walk, the reference); default: what the checkpoint "
+        "recorded, else settings (ECOM_SPEED_STATE_ENGINE, jvm)",
     )
     p.add_argument(
         "--state-partitions",

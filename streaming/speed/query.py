@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,13 @@ from streaming.sink import (
     task_counts,
 )
 from streaming.speed.scoring import OUTPUT_SCHEMA, SPEED_COLUMNS, ChampionCache, make_scorer
-from streaming.speed.state import with_customer_context, with_terminal_context
+from streaming.speed.state import (
+    JVM_STATE_CONF,
+    STATE_ENGINES,
+    with_customer_context,
+    with_jvm_context,
+    with_terminal_context,
+)
 
 log = logging.getLogger("ecom.speed")
 
@@ -82,6 +89,9 @@ class StreamConfig:
     # resolve_state_buckets); Spark partitions of the state (a new checkpoint only, see start_speed_query)
     state_buckets: int | None = None
     state_partitions: int = 1
+    # where the keyed state runs ("jvm" | "python", streaming.speed.state.STATE_ENGINES): None = what the
+    # checkpoint recorded, else settings (see resolve_state_engine)
+    state_engine: str | None = None
     watermark_delay: str = "10 minutes"
     sink: str = "postgres"  # or "noop": same query, nothing written (the benchmark's ceiling)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -120,14 +130,16 @@ def enriched_stream(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
     """The streaming DataFrame up to (not including) scoring: parsed rows with customer + terminal context.
 
     `cfg.state_buckets` must be resolved (start_speed_query does it against the checkpoint)."""
-    if cfg.state_buckets is None:
-        raise EcomError("state buckets not resolved: start the query with start_speed_query")
+    if cfg.state_buckets is None or cfg.state_engine is None:
+        raise EcomError("state layout not resolved: start the query with start_speed_query")
     raw = transforms.read_kafka(spark, cfg.topic, cfg.bootstrap_servers, cfg.max_offsets_per_trigger)
     parsed = transforms.speed_transactions(raw)
     # only rejected rows need their bytes downstream (quarantine); don't ship every payload through state
     parsed = parsed.withColumn(
         "raw_payload", F.when(F.col("reject_reason").isNotNull(), F.col("raw_payload"))
     )
+    if cfg.state_engine == "jvm":  # no Python before scoring; the state expires on its own TTL
+        return with_jvm_context(parsed)
     watermarked = transforms.with_event_watermark(parsed, cfg.watermark_delay).drop("watermark_ts")
     return with_terminal_context(with_customer_context(watermarked, cfg.state_buckets), cfg.state_buckets)
 
@@ -345,32 +357,78 @@ def resolve_state_buckets(
     return UNRECORDED_STATE_BUCKETS if has_history else default
 
 
-def checkpoint_state_buckets(cfg: StreamConfig, settings: Settings) -> int:
-    """Resolve the bucket count against the checkpoint and record it there (see resolve_state_buckets)."""
+def resolve_state_engine(requested: str | None, recorded: str | None, has_history: bool, default: str) -> str:
+    """The engine of a query's keyed state ("jvm" | "python") for its checkpoint. Pure.
+
+    The two engines keep different state (JVM processors by id, Python buckets of ids), so a checkpoint
+    keeps the engine it was created with; asking for the other is an error. A checkpoint from before the
+    engine was recorded ran the Python state.
+    """
+    for name, value in (("--state-engine", requested), ("ECOM_SPEED_STATE_ENGINE", default)):
+        if value is not None and value not in STATE_ENGINES:
+            raise EcomError(f"{name} must be one of {', '.join(STATE_ENGINES)}, not {value!r}")
+    if recorded is None and has_history:
+        recorded = "python"
+    if recorded is not None:
+        if requested is not None and requested != recorded:
+            raise EcomError(
+                f"this checkpoint keeps its keyed state in the {recorded} engine, not {requested}; restart "
+                "without --state-engine (or with that one), or use a new checkpoint under a new --query-name"
+            )
+        return recorded
+    return requested or default
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """How a checkpoint keys its state (recorded in <checkpoint>/ecom-state.json)."""
+
+    buckets: int
+    engine: str
+
+
+def checkpoint_state_layout(cfg: StreamConfig, settings: Settings) -> StateLayout:
+    """Resolve the bucket count and the engine against the checkpoint and record them there (see
+    resolve_state_buckets, resolve_state_engine)."""
     path = cfg.checkpoint / STATE_LAYOUT_FILE
-    recorded = _recorded_state_buckets(path)
+    recorded = _recorded_state_layout(path)
     offsets = cfg.checkpoint / "offsets"
     has_history = offsets.is_dir() and any(offsets.iterdir())
-    buckets = resolve_state_buckets(cfg.state_buckets, recorded, has_history, settings.spark.state_buckets)
-    if recorded is None:
+    buckets = resolve_state_buckets(
+        cfg.state_buckets, recorded.get("state_buckets"), has_history, settings.spark.state_buckets
+    )
+    # a record without an engine was written before there were two: its checkpoint ran the Python state
+    engine = resolve_state_engine(
+        cfg.state_engine,
+        recorded.get("state_engine", "python" if recorded else None),
+        has_history,
+        settings.spark.state_engine,
+    )
+    if recorded != {"state_buckets": buckets, "state_engine": engine}:
         cfg.checkpoint.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"state_buckets": buckets}) + "\n")
-    return buckets
+        path.write_text(json.dumps({"state_buckets": buckets, "state_engine": engine}) + "\n")
+    return StateLayout(buckets, engine)
 
 
-def _recorded_state_buckets(path: Path) -> int | None:
+def _recorded_state_layout(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        return None
+        return {}
     try:
-        value = json.loads(path.read_text())["state_buckets"]
-    except (ValueError, KeyError, TypeError) as exc:
+        record = json.loads(path.read_text())
+        value = record["state_buckets"]
+        engine = record.get("state_engine")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise EcomError(
             f"{path} is not a readable state layout record ({type(exc).__name__}); restore it as "
-            '{"state_buckets": N} with the count this checkpoint was created with'
+            '{"state_buckets": N, "state_engine": "jvm"|"python"} with what this checkpoint was created with'
         ) from exc
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise EcomError(f"{path}: state_buckets must be a whole number >= 0, not {value!r}")
-    return value
+    if engine is None:  # recorded before there were two engines
+        return {"state_buckets": value}
+    if engine not in STATE_ENGINES:
+        raise EcomError(f"{path}: state_engine must be one of {', '.join(STATE_ENGINES)}, not {engine!r}")
+    return {"state_buckets": value, "state_engine": engine}
 
 
 def start_speed_query(
@@ -388,11 +446,13 @@ def start_speed_query(
         )
     check_checkpoint(cfg, s)
     cfg.checkpoint.mkdir(parents=True, exist_ok=True)
-    cfg = replace(cfg, state_buckets=checkpoint_state_buckets(cfg, s))
+    layout = checkpoint_state_layout(cfg, s)
+    cfg = replace(cfg, state_buckets=layout.buckets, state_engine=layout.engine)
     log.info(
-        "%s: keyed state in %d bucket(s) over %d partition(s) (a restored checkpoint keeps its own)",
+        "%s: keyed state in the %s engine%s over %d partition(s) (a restored checkpoint keeps its own)",
         cfg.query_name,
-        cfg.state_buckets,
+        cfg.state_engine,
+        "" if cfg.state_engine == "jvm" else f", {cfg.state_buckets} bucket(s)",
         cfg.state_partitions,
     )
     writer = SpeedBatchWriter(spark, cfg, s, champions, on_batch)
@@ -407,5 +467,8 @@ def start_speed_query(
     )
     # the query copies the session's conf when it starts and a new checkpoint records the partition
     # count of its state (a restored one keeps its own), so set it for this start only
-    with session_conf(spark, "spark.sql.shuffle.partitions", str(cfg.state_partitions)):
+    with ExitStack() as confs:
+        confs.enter_context(session_conf(spark, "spark.sql.shuffle.partitions", str(cfg.state_partitions)))
+        for key, value in (JVM_STATE_CONF if cfg.state_engine == "jvm" else {}).items():
+            confs.enter_context(session_conf(spark, key, value))
         return stream.start()

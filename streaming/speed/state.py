@@ -237,3 +237,24 @@ def with_terminal_context(df: DataFrame, buckets: int = 0) -> DataFrame:
         outputMode="Append",
         timeMode="None",
     )
+
+
+# ------------------------------------------------------------------------------------------ the JVM engine
+STATE_ENGINES = ("jvm", "python")
+# the JVM processors expire state on processing time (Spark's only TTL), so Spark schedules a no-data
+# micro-batch after every batch: without this an idle query spins through empty batches and an
+# availableNow one never ends (TTL eviction still runs at the end of every batch with data)
+JVM_STATE_CONF = {"spark.sql.streaming.noDataMicroBatches.enabled": "false"}
+
+
+def with_jvm_context(df: DataFrame, ttl_ms: int = STATE_TTL_MS) -> DataFrame:
+    """df + CUSTOMER_CONTEXT_COLUMNS + TERMINAL_CONTEXT_COLUMNS computed in the JVM (streaming/jvm's
+    `SpeedJvm.withContext`: transformWithState by customer_id, then by terminal_id, RocksDB state, TTL).
+
+    The same numbers as `with_customer_context` / `with_terminal_context` (the JVM walk is proven equal to
+    ml.features' by tests/streaming/test_jvm_parity.py), with no Python between Kafka and scoring. State is
+    keyed by the id itself (no buckets: the JVM has no per-call cost to amortise) and expires `ttl_ms` after
+    a key's last event on the processing-time clock; no event-time watermark is needed. The session must
+    run with JVM_STATE_CONF while the query starts."""
+    jvm = df.sparkSession._jvm.dev.ecomlambda.speed.SpeedJvm
+    return DataFrame(jvm.withContext(df._jdf, int(ttl_ms)), df.sparkSession)

@@ -139,8 +139,8 @@ def _run_jvm(spark, batches: list[pd.DataFrame], work) -> pd.DataFrame:
         os.utime(path, (1_000_000 + i, 1_000_000 + i))  # the file source reads in modification order
 
     def run() -> None:
-        from bench.floor import JVM_STATE_CONF
         from streaming.common import session_conf
+        from streaming.speed.state import JVM_STATE_CONF
 
         with session_conf(spark, *next(iter(JVM_STATE_CONF.items()))):
             _start_and_wait()

@@ -109,7 +109,7 @@ def test_exactly_once_into_speed_and_master_with_quarantine(stack, spark, test_m
     assert spark.conf.get("spark.sql.shuffle.partitions") == session_partitions
     # ... and its bucket count; a restart asking for another is refused before anything runs
     layout = json.loads((tmp_path / "speed" / "ecom-state.json").read_text())
-    assert layout == {"state_buckets": stack.spark.state_buckets}
+    assert layout == {"state_buckets": stack.spark.state_buckets, "state_engine": stack.spark.state_engine}
     with pytest.raises(EcomError, match="keys its state by"):
         start_speed_query(spark, replace(cfg, state_buckets=stack.spark.state_buckets + 1), stack)
     assert (
