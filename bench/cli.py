@@ -20,6 +20,7 @@ BENCH_MODULES = [
     "bench.batch",
     "bench.analytics",
     "bench.quality",
+    "bench.soak",
     "bench.all",
 ]
 

@@ -1,19 +1,24 @@
-"""The one small harness every benchmark shares: what machine ran it, benchmark topics, a paced producer.
+"""The one small harness every benchmark shares: what machine ran it, benchmark topics, a paced producer,
+and platform commands run as subprocesses (started in their own session, killed with -9, their memory).
 
 Figures themselves are summarised with `kernel.stats` (percentiles, median), the same helpers the stream's
-own metrics use.
+own metrics use. The reliability tests use the subprocess helpers too (tests/reliability/support.py).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psutil
 
 from kernel.errors import EcomError
-from kernel.settings import Settings
+from kernel.settings import REPO_ROOT, Settings
 
 
 def machine_info() -> dict[str, object]:
@@ -122,3 +127,70 @@ def produce_live(
             sent += producer.send_records(records)
         producer.flush()
     out.put({"sent": sent, "first_produce": first, "last_produce": time.time()})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# platform commands as subprocesses (`ecom stream`, `ecom land --continuous`, `ecom batch`)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def ecom_cmd(*args: str) -> list[str]:
+    """The argv of `ecom <args>` with this interpreter."""
+    return [sys.executable, "-m", "ecom.cli", *args]
+
+
+def start(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A child in its own session (so kill -9 of the group takes the JVM and Python workers too)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with open(log_path, "a") as log:
+        return subprocess.Popen(  # noqa: S603 (argv built by the caller)
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+            env=full_env,
+            start_new_session=True,
+        )
+
+
+def kill9(proc: subprocess.Popen) -> None:
+    """SIGKILL the whole process group: no shutdown hook runs, exactly like a crash."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM the process group, SIGKILL it if it is still there after `timeout`."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill9(proc)
+    except ProcessLookupError:
+        pass
+
+
+def tree_processes(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (empty when it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (JVM + Python workers), in MB."""
+    total = 0
+    for p in tree_processes(pid):
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20

@@ -16,9 +16,7 @@ import socket
 import time
 import uuid
 
-import psutil
-
-from bench.harness import machine_info
+from bench.harness import machine_info, tree_rss_mb
 from kernel.settings import REPO_ROOT, load_settings
 from kernel.stats import median
 from stack import services as stack
@@ -37,14 +35,7 @@ def stack_memory_mb(settings) -> dict[str, float]:
         pid = svc.pid()
         if not pid or not stack.pid_alive(pid):
             continue
-        root = psutil.Process(pid)
-        rss = 0
-        for p in [root, *root.children(recursive=True)]:
-            try:
-                rss += p.memory_info().rss
-            except psutil.Error:
-                pass
-        out[svc.name] = round(rss / 2**20, 1)
+        out[svc.name] = round(tree_rss_mb(pid), 1)
     return out
 
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +21,11 @@ from typing import Any
 import psutil
 from kafka import KafkaProducer
 
+from bench.harness import ecom_cmd as ecom_cmd  # the subprocess helpers live with the benchmarks' (soak)
+from bench.harness import kill9 as kill9
+from bench.harness import start as start
+from bench.harness import stop as stop
+from bench.harness import tree_rss_mb as tree_rss_mb
 from events.contract import validate_transaction
 from kernel.db import connect
 from kernel.settings import REPO_ROOT, Settings, load_settings
@@ -142,62 +144,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 1.0) 
 # ---------------------------------------------------------------------------------------------------------
 # stream subprocesses
 # ---------------------------------------------------------------------------------------------------------
-
-
-def ecom_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ecom.cli", *args]
-
-
-def start(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """A child in its own session (so kill -9 of the group takes the JVM and Python workers too)."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with open(log_path, "a") as log:
-        return subprocess.Popen(  # noqa: S603 (argv built by the test)
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=REPO_ROOT,
-            env=full_env,
-            start_new_session=True,
-        )
-
-
-def kill9(proc: subprocess.Popen) -> None:
-    """SIGKILL the whole process group: no shutdown hook runs, exactly like a crash."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=60)
-
-
-def stop(proc: subprocess.Popen, timeout: float = 60) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill9(proc)
-    except ProcessLookupError:
-        pass
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (JVM + Python workers), in MB."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 2**20
 
 
 def listening_addresses(pid: int) -> list[tuple[str, int]]:
