@@ -37,6 +37,7 @@ from streaming.sink import (
     QUARANTINE_COLUMNS,
     QUARANTINE_CONFLICT,
     QUARANTINE_KEY,
+    TASK_COUNTS_ARROW,
     TASK_COUNTS_SCHEMA,
     BatchCounts,
     PartitionWriter,
@@ -45,7 +46,14 @@ from streaming.sink import (
     quarantine_rows,
     task_counts,
 )
-from streaming.speed.scoring import OUTPUT_SCHEMA, SPEED_COLUMNS, ChampionCache, make_scorer
+from streaming.speed.scoring import (
+    OUTPUT_SCHEMA,
+    SPEED_COLUMNS,
+    ChampionCache,
+    make_scorer,
+    output_table,
+    score_in_jvm,
+)
 from streaming.speed.state import (
     JVM_STATE_CONF,
     STATE_ENGINES,
@@ -222,6 +230,21 @@ def score_and_write(
     return partition
 
 
+def write_jvm_scored(
+    champion_bc: Any, writer: PartitionWriter | None, batch_id: int
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The mapInArrow function of one batch on the JVM engine: each task turns its JVM-scored rows into
+    output rows (reasons for its alerts, `scoring.output_table`) and writes them itself (one Postgres
+    transaction per task), then yields one row of TASK_COUNTS_SCHEMA; no row leaves the executor."""
+
+    def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        got = [b for b in batches if b.num_rows]
+        table = output_table(pa.Table.from_batches(got), champion_bc.value) if got else _scored_table([])
+        yield pa.RecordBatch.from_pylist([write_scored_partition(table, writer, batch_id)], TASK_COUNTS_ARROW)
+
+    return partition
+
+
 class SpeedBatchWriter:
     """The foreachBatch function: score this batch with the current champion and commit it exactly once."""
 
@@ -250,6 +273,11 @@ class SpeedBatchWriter:
 
         def tasks() -> DataFrame:
             bc = seen["champion"] = self.champions.current()
+            if self.cfg.state_engine == "jvm":  # context fill, chargebacks and the model in the JVM
+                scored = score_in_jvm(batch_df, *self.champions.jvm())
+                return scored.mapInArrow(
+                    write_jvm_scored(bc.champion, self.writer, batch_id), TASK_COUNTS_SCHEMA
+                )
             scorer = make_scorer(bc.champion, bc.baselines, bc.chargebacks)
             return batch_df.mapInPandas(score_and_write(scorer, self.writer, batch_id), TASK_COUNTS_SCHEMA)
 

@@ -29,8 +29,11 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from kernel.settings import Settings, get_settings
 from ml.features import chargeback_context, fill_from_baselines
@@ -166,6 +169,136 @@ def score_frame(
     return pd.concat(parts, ignore_index=True)[out_cols]
 
 
+OUTPUT_ARROW = to_arrow_schema(OUTPUT_SCHEMA, timezone="UTC")
+_PASSED_THROUGH = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
+
+
+def output_table(table: pa.Table, champion: Any, explain_top: int = 3) -> pa.Table:
+    """One task's rows as the JVM scored them (`score_in_jvm`) -> OUTPUT_SCHEMA rows, as `score_frame`
+    gives them for the same rows: the alert flag from the champion's threshold, reasons for the alerts only
+    (ml.explain through `champion.reasons`, in Python: a few per cent of the rows), rejects passed through.
+    Every other row stays in Arrow (no pandas). Pure."""
+    rejected = table.column("reject_reason").is_valid()
+    good = table.filter(pc.invert(rejected))
+    bad = table.filter(rejected)
+    n = good.num_rows
+    scores = good.column("fraud_score").to_numpy(zero_copy_only=False).astype(float)
+    alert = scores >= champion.threshold
+    reasons = np.full(n, None, dtype=object)
+    if alert.any():
+        tx = good.filter(pa.array(alert)).to_pandas()
+        tx = tx.assign(event_time=utc_event_time(tx["event_ts"]))
+        rows = champion.reasons(tx, top=explain_top)
+        reasons[np.flatnonzero(alert)] = [orjson.dumps(r, default=_json_default).decode() for r in rows]
+    n_items = pc.cast(pc.round(pc.fill_null(pc.cast(good.column("n_items"), pa.float64()), 1.0)), pa.int32())
+    columns = {
+        **{c: good.column(c) for c in ("transaction_id", "customer_id", "merchant_id", "terminal_id")},
+        "event_time": good.column("event_ts"),
+        **{
+            c: good.column(c)
+            for c in ("currency", "amount", "payment_method", "channel", "device_type", "ip_country")
+        },
+        "n_items": n_items,
+        "fraud_score": pa.array(scores, pa.float64()),
+        "is_alert": pa.array(alert, pa.bool_()),
+        "model_version": pa.array([str(champion.version)] * n, pa.string()),
+        "threshold": pa.array([float(champion.threshold)] * n, pa.float64()),
+        "reasons": pa.array(reasons.tolist(), pa.string()),
+        **{c: good.column(c) for c in _PASSED_THROUGH},
+        "raw_payload": pa.nulls(n, pa.binary()),
+        "reject_reason": pa.nulls(n, pa.string()),
+    }
+    scored = pa.table({f.name: pc.cast(columns[f.name], f.type) for f in OUTPUT_ARROW}, schema=OUTPUT_ARROW)
+    if bad.num_rows == 0:
+        return scored
+    kept = (*_PASSED_THROUGH, "raw_payload", "reject_reason")
+    rejects = pa.table(
+        {
+            f.name: pc.cast(bad.column(f.name), f.type) if f.name in kept else pa.nulls(bad.num_rows, f.type)
+            for f in OUTPUT_ARROW
+        },
+        schema=OUTPUT_ARROW,
+    )
+    return pa.concat_tables([scored, rejects])
+
+
+# the batch layer's context as the JVM scorer receives it (BatchContext.of reads these columns by name)
+JVM_CHARGEBACK_SCHEMA = T.StructType(
+    [
+        *(T.StructField(c, T.StringType()) for c in ("transaction_id", "customer_id", "terminal_id")),
+        T.StructField("reported_at", T.TimestampType()),
+    ]
+)
+JVM_BASELINE_SCHEMA = T.StructType(
+    [
+        T.StructField("customer_id", T.StringType()),
+        *(T.StructField(c, T.DoubleType()) for c in ("n_transactions", "median_amount", "p95_amount")),
+        *(T.StructField(c, T.ArrayType(T.StringType())) for c in ("usual_device_ids", "usual_countries")),
+        *(T.StructField(c, T.DoubleType()) for c in ("home_lat", "home_lon")),
+        T.StructField("hour_counts", T.ArrayType(T.LongType())),
+        T.StructField("last_seen_at", T.TimestampType()),
+    ]
+)
+
+
+def _strings(values: Any) -> list[str] | None:
+    if isinstance(values, list | tuple | np.ndarray):
+        return [str(v) for v in values if v is not None]
+    return None
+
+
+def _jvm_context_rows(
+    chargebacks: pd.DataFrame | None, baselines: pd.DataFrame | None
+) -> tuple[list[tuple], list[tuple]]:
+    """The two context frames as rows of JVM_CHARGEBACK_SCHEMA / JVM_BASELINE_SCHEMA. Pure."""
+
+    def ts(v: Any) -> Any:
+        return None if v is None or pd.isna(v) else pd.Timestamp(v).tz_convert("UTC").to_pydatetime()
+
+    def num(v: Any) -> float | None:
+        x = pd.to_numeric(v, errors="coerce")
+        return None if x is None or pd.isna(x) else float(x)
+
+    cb_rows: list[tuple] = []
+    if chargebacks is not None and len(chargebacks):
+        cb = chargebacks
+        for tid, cid, term, rep in zip(
+            cb["transaction_id"], cb["customer_id"], cb["terminal_id"], cb["reported_at"], strict=True
+        ):
+            cb_rows.append((str(tid), str(cid), str(term), ts(rep)))
+    base_rows: list[tuple] = []
+    if baselines is not None and len(baselines):
+        b = baselines
+        for r in zip(*(b[c] for c in JVM_BASELINE_SCHEMA.fieldNames()), strict=True):
+            hours = r[8]
+            hour_list = [int(h) for h in hours] if isinstance(hours, list | tuple | np.ndarray) else None
+            base_rows.append(
+                (
+                    str(r[0]),
+                    num(r[1]),
+                    num(r[2]),
+                    num(r[3]),
+                    _strings(r[4]),
+                    _strings(r[5]),
+                    num(r[6]),
+                    num(r[7]),
+                    hour_list,
+                    ts(r[9]),
+                )
+            )
+    return cb_rows, base_rows
+
+
+def score_in_jvm(df: Any, scorer_bc: Any, context_bc: Any) -> Any:
+    """The JVM's scoring (streaming/jvm SpeedJvm.scoreInContext): df (+ customer and terminal context) ->
+    the same rows with the customer context filled from the baselines, the two chargeback counts and
+    fraud_score, computed as `score_frame` computes them. `scorer_bc` / `context_bc`: ChampionCache.jvm()."""
+    from pyspark.sql import DataFrame
+
+    jvm = df.sparkSession._jvm.dev.ecomlambda.speed.SpeedJvm
+    return DataFrame(jvm.scoreInContext(df._jdf, scorer_bc, context_bc), df.sparkSession)
+
+
 def make_scorer(
     champion_bc, baselines_bc, chargebacks_bc
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
@@ -214,6 +347,41 @@ class ChampionCache:
         self._context_at = 0.0
         self._baselines_bc = None
         self._chargebacks_bc = None
+        # the JVM engine's broadcasts (py4j handles), rebuilt when the champion or the context changes
+        self._jvm_scorer: tuple[str | None, Any] = (None, None)
+        self._jvm_context: tuple[Any, Any] = (None, None)
+
+    def jvm(self) -> tuple[Any, Any]:
+        """(scorer, context) broadcast in the JVM for `score_in_jvm`: the current champion exported by
+        ml.export and the current baselines + chargebacks, each rebuilt only when it changed. Call after
+        `current()`."""
+        from kernel.errors import EcomError
+        from ml.export import scorer_json
+
+        jvm = self.spark._jvm.dev.ecomlambda.speed.SpeedJvm
+        version, scorer = self._jvm_scorer
+        if version != self._version:
+            try:
+                artifact = scorer_json(self._champion_bc.value.model)
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise EcomError(
+                    f"{self.model_name} v{self._version} cannot be scored in the JVM ({exc}); run the stream "
+                    "with --state-engine python on a new --query-name, or register a model ml.export reads"
+                ) from exc
+            if scorer is not None:
+                scorer.unpersist()
+            self._jvm_scorer = (self._version, jvm.broadcastScorer(self.spark._jsparkSession, artifact))
+        key = (self._baselines_bc, self._chargebacks_bc)
+        if self._jvm_context[0] != key:
+            if self._jvm_context[1] is not None:
+                self._jvm_context[1].unpersist()
+            cb_rows, base_rows = _jvm_context_rows(self._chargebacks_bc.value, self._baselines_bc.value)
+            context = jvm.broadcastContext(
+                self.spark.createDataFrame(cb_rows, JVM_CHARGEBACK_SCHEMA)._jdf,
+                self.spark.createDataFrame(base_rows, JVM_BASELINE_SCHEMA)._jdf,
+            )
+            self._jvm_context = (key, context)
+        return self._jvm_scorer[1], self._jvm_context[1]
 
     def _poll_version(self) -> str | None:
         from ml import registry

@@ -29,7 +29,7 @@ from ml.features import (
     HistoryState,
     history_context,
 )
-from tests.streaming.support import make_events
+from tests.streaming.support import ULP_TOLERANCE, make_events, ulps
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,6 @@ SOURCE_COLUMNS = [
     "reject_reason",
 ]
 N_BATCHES = 8
-ULP_TOLERANCE = 4
 
 
 def _jvm(spark):
@@ -169,14 +168,6 @@ def _run_jvm(spark, batches: list[pd.DataFrame], work) -> pd.DataFrame:
     return pd.concat(collected, ignore_index=True)
 
 
-def _ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    both = ~(np.isnan(a) | np.isnan(b))
-    out = np.zeros(len(a), dtype=np.int64)
-    out[both] = np.abs(a[both].view(np.int64) - b[both].view(np.int64))
-    out[np.isnan(a) != np.isnan(b)] = np.iinfo(np.int64).max
-    return out
-
-
 def test_jvm_keyed_state_equals_the_python_walk_over_the_same_micro_batches(spark, arrivals, tmp_path):
     spark.streams.active  # noqa: B018 - starts the state store coordinator before the first query
     tx, batches = arrivals
@@ -199,8 +190,8 @@ def test_jvm_keyed_state_equals_the_python_walk_over_the_same_micro_batches(spar
         a = got[column].to_numpy(dtype=float)
         b = ref[column].to_numpy(dtype=float)
         if column == "cust_home_distance_km":
-            ulps = _ulps(a, b)
-            assert ulps.max() <= ULP_TOLERANCE, column
-            assert (ulps > 0).mean() < 0.01, column
+            diff = ulps(a, b)
+            assert diff.max() <= ULP_TOLERANCE, column
+            assert (diff > 0).mean() < 0.01, column
         else:
             np.testing.assert_array_equal(a, b, err_msg=column)

@@ -117,9 +117,17 @@ public final class SpeedJvm {
     }
 
     void read(Row r, double[] ctx, double[] feats) {
+      readContext(r, ctx);
+      derive(r, ctx, feats);
+    }
+
+    void readContext(Row r, double[] ctx) {
       for (int i = 0; i < ctx.length; i++) {
         ctx[i] = ctxIdx[i] < 0 ? Double.NaN : Rows.toDouble(r.get(ctxIdx[i]));
       }
+    }
+
+    void derive(Row r, double[] ctx, double[] feats) {
       Features.derive(
           Rows.toDouble(r.get(amount)),
           currency < 0 ? null : Rows.orEmpty(r.get(currency)),
@@ -193,6 +201,88 @@ public final class SpeedJvm {
                 if (!reader.rejected(r)) {
                   reader.read(r, ctx, feats);
                   values[r.length()] = s.score(feats);
+                }
+                scored.add(RowFactory.create(values));
+              }
+              return scored.iterator();
+            },
+        Encoders.row(out));
+  }
+
+  /** The batch layer's context (every chargeback, every baseline) collected and broadcast once. */
+  public static Broadcast<BatchContext> broadcastContext(
+      Dataset<Row> chargebacks, Dataset<Row> baselines) {
+    BatchContext context = BatchContext.of(chargebacks.collectAsList(), baselines.collectAsList());
+    return chargebacks
+        .sparkSession()
+        .sparkContext()
+        .broadcast(context, ClassTag$.MODULE$.apply(BatchContext.class));
+  }
+
+  /** The champion's exported scorer (ml.export.scorer_json), parsed and broadcast once per version. */
+  public static Broadcast<ForestScorer> broadcastScorer(
+      org.apache.spark.sql.SparkSession spark, String artifactJson) {
+    return spark
+        .sparkContext()
+        .broadcast(ForestScorer.fromJson(artifactJson), ClassTag$.MODULE$.apply(ForestScorer.class));
+  }
+
+  /**
+   * The stream's scoring in the JVM: df (contract + customer and terminal context, as withContext gives it)
+   * -> the same columns with the customer context filled from the baselines (BatchContext.fill), plus
+   * term_chargebacks_7d, cust_chargebacks_30d and fraud_score. What streaming.speed.scoring.score_frame
+   * computes in Python (chargeback_context, fill_from_baselines, the model's score), proven equal by
+   * tests/streaming/test_jvm_scoring_parity.py. Rejected rows pass through with NULL context and score.
+   */
+  public static Dataset<Row> scoreInContext(
+      Dataset<Row> df, Broadcast<ForestScorer> scorer, Broadcast<BatchContext> context) {
+    StructType in = df.schema();
+    FeatureReader reader = new FeatureReader(in);
+    String[] customerCols = Walks.CUSTOMER_CONTEXT_COLUMNS;
+    int[] customerIdx = new int[customerCols.length];
+    for (int i = 0; i < customerCols.length; i++) {
+      customerIdx[i] = in.fieldIndex(customerCols[i]);
+    }
+    int customer = in.fieldIndex("customer_id");
+    int terminal = in.fieldIndex("terminal_id");
+    int eventTs = in.fieldIndex("event_ts");
+    int device = in.fieldIndex("device_id");
+    int country = in.fieldIndex("ip_country");
+    int lat = in.fieldIndex("ip_lat");
+    int lon = in.fieldIndex("ip_lon");
+    StructType out =
+        Rows.withDoubles(in, new String[] {"term_chargebacks_7d", "cust_chargebacks_30d", "fraud_score"});
+    return df.mapPartitions(
+        (MapPartitionsFunction<Row, Row>)
+            rows -> {
+              ForestScorer s = scorer.value();
+              BatchContext c = context.value();
+              double[] ctx = new double[reader.ctxIdx.length];
+              double[] feats = new double[Features.FEATURE_COLUMNS.length];
+              List<Row> scored = new ArrayList<>();
+              while (rows.hasNext()) {
+                Row r = rows.next();
+                Object[] values = valuesPlus(r, 3);
+                if (!reader.rejected(r)) {
+                  reader.readContext(r, ctx);
+                  long t = Rows.epochNs(r.get(eventTs));
+                  String cust = Rows.str(r.get(customer));
+                  c.chargebacks(Rows.str(r.get(terminal)), cust, t, ctx);
+                  c.fill(
+                      cust,
+                      t,
+                      Rows.str(r.get(device)),
+                      Rows.orEmpty(r.get(country)),
+                      Rows.toDouble(r.get(lat)),
+                      Rows.toDouble(r.get(lon)),
+                      ctx);
+                  for (int i = 0; i < customerIdx.length; i++) {
+                    values[customerIdx[i]] = Double.isNaN(ctx[i]) ? null : ctx[i];
+                  }
+                  reader.derive(r, ctx, feats);
+                  values[r.length()] = ctx[ctx.length - 2];
+                  values[r.length() + 1] = ctx[ctx.length - 1];
+                  values[r.length() + 2] = s.score(feats);
                 }
                 scored.add(RowFactory.create(values));
               }

@@ -250,8 +250,7 @@ public final class Walks {
     }
     if (st.hasLast) {
       // (t - last) / NS exactly as Python's int / int (correctly rounded): times are whole microseconds
-      long diff = t - st.lastT;
-      out[9] = (diff % 1000 == 0) ? (double) (diff / 1000) / 1e6 : (double) diff / 1e9;
+      out[9] = seconds(t - st.lastT);
     }
     boolean seen = st.devices.contains(device);
     out[10] = seen ? 1.0 : 0.0;
@@ -327,6 +326,11 @@ public final class Walks {
     if (far) {
       st.far24h.add(t, cents);
     }
+  }
+
+  /** Python's (t1 - t0) / NS for integer nanoseconds, correctly rounded: times are whole microseconds. */
+  static double seconds(long diffNs) {
+    return (diffNs % 1000 == 0) ? (double) (diffNs / 1000) / 1e6 : (double) diffNs / 1e9;
   }
 
   static boolean isFar(double homeDistanceKm) {
