@@ -105,12 +105,14 @@ def run_once(
     workload: str = "history",
     warmup_events: int = 0,
     state_partitions: int | None = None,
+    state_engine: str | None = None,
 ) -> dict[str, Any]:
     from ml.bootstrap import ensure_bootstrap_champion
     from streaming.speed.query import StreamConfig, start_speed_query
     from streaming.speed.scoring import ChampionCache
 
-    partitions = {"state_partitions": state_partitions} if state_partitions else {}
+    partitions: dict[str, Any] = {"state_partitions": state_partitions} if state_partitions else {}
+    partitions["state_engine"] = state_engine
     tag = uuid.uuid4().hex[:8]
     topic, namespace = f"bench_stream_{tag}", f"b{tag}"
     create_topic(settings, topic)
@@ -239,6 +241,40 @@ def batch_breakdown(
     }
 
 
+def _engines(arg: str | None, default: str) -> list[str]:
+    """--engines "jvm,python" -> ["jvm", "python"] (None: the settings' engine). Pure."""
+    from kernel.errors import EcomError
+    from streaming.speed.state import STATE_ENGINES
+
+    engines = [e.strip() for e in (arg or default).split(",") if e.strip()]
+    bad = [e for e in engines if e not in STATE_ENGINES]
+    if not engines or bad or len(set(engines)) != len(engines):
+        raise EcomError(f"--engines takes distinct names from {', '.join(STATE_ENGINES)}, e.g. jvm,python")
+    return engines
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of a set of runs (lost / duplicated: the max). Pure."""
+    return {
+        "sustained_events_per_s": _median([r["sustained_events_per_s"] for r in runs]),
+        "offered_events_per_s": _median([r["offered_events_per_s"] for r in runs]),
+        "latency_ms": {q: _median([r["latency_ms"][q] for r in runs]) for q in ("p50", "p95", "p99")},
+        "lost": max(r["lost"] for r in runs),
+        "duplicated": max(r["duplicated"] for r in runs),
+        "ceiling_events_per_s": _median([r["ceiling_events_per_s"] for r in runs]),
+        # where a measured micro-batch's time went (medians of the runs' medians)
+        "batch_ms": {k: _median([r["batch_ms"][k] for r in runs]) for k in runs[0]["batch_ms"]},
+        "sustained_to_ceiling": _ratio(
+            _median([r["sustained_events_per_s"] for r in runs]),
+            _median([r["ceiling_events_per_s"] for r in runs]),
+        ),
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
 def _median(values: list[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return float(statistics.median(vals)) if vals else None
@@ -263,34 +299,41 @@ def bench(args: argparse.Namespace) -> int:
     if args.verbose:
         logging.getLogger("ecom").setLevel(logging.INFO)
     s = get_settings()
+    engines = _engines(args.engines, s.spark.state_engine)
     spark = get_spark("ecom-bench-stream")
-    runs = []
+    by_engine: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
+    first: dict[str, Any] | None = None
     for i in range(args.runs):
-        r = run_once(
-            spark,
-            s,
-            args.rate,
-            args.seconds,
-            args.model_name,
-            args.state_buckets,
-            args.max_offsets,
-            args.customers,
-            workload=args.workload,
-            warmup_events=args.warmup_events,
-            state_partitions=args.state_partitions,
-        )
-        runs.append(r)
-        if not args.json:
-            print(f"run {i + 1}: {json.dumps(r, default=str)}")
+        for engine in engines:  # interleaved, so both engines meet the same machine
+            r = run_once(
+                spark,
+                s,
+                args.rate,
+                args.seconds,
+                args.model_name,
+                args.state_buckets,
+                args.max_offsets,
+                args.customers,
+                workload=args.workload,
+                warmup_events=args.warmup_events,
+                state_partitions=args.state_partitions,
+                state_engine=engine,
+            )
+            r["state_engine"] = engine
+            by_engine[engine].append(r)
+            first = first or r
+            if not args.json:
+                print(f"run {i + 1} ({engine}): {json.dumps(r, default=str)}")
+    runs = by_engine[engines[0]]
     result = {
-        "sustained_events_per_s": _median([r["sustained_events_per_s"] for r in runs]),
-        "offered_events_per_s": _median([r["offered_events_per_s"] for r in runs]),
-        "latency_ms": {q: _median([r["latency_ms"][q] for r in runs]) for q in ("p50", "p95", "p99")},
-        "lost": max(r["lost"] for r in runs),
-        "duplicated": max(r["duplicated"] for r in runs),
-        "ceiling_events_per_s": _median([r["ceiling_events_per_s"] for r in runs]),
-        # where a measured micro-batch's time went (medians of the runs' medians)
-        "batch_ms": {k: _median([r["batch_ms"][k] for r in runs]) for k in runs[0]["batch_ms"]},
+        **_summary(runs),
+        # the first measured run of this fresh application (JVM not yet JIT-warm), also inside the medians
+        "first_run": {
+            "state_engine": first["state_engine"],
+            "latency_ms": first["latency_ms"],
+            "sustained_events_per_s": first["sustained_events_per_s"],
+            "ceiling_events_per_s": first["ceiling_events_per_s"],
+        },
         "settings": {
             "rate": args.rate,
             "seconds": args.seconds,
@@ -302,7 +345,7 @@ def bench(args: argparse.Namespace) -> int:
             "trigger": "processingTime 0 s",
             "state_buckets": s.spark.state_buckets if args.state_buckets is None else args.state_buckets,
             "state_partitions": args.state_partitions or s.spark.state_partitions,
-            "state_engine": s.spark.state_engine,  # ECOM_SPEED_STATE_ENGINE (each run's checkpoint is new)
+            "state_engine": engines[0],  # the headline figures' engine (--engines, else settings)
             "kafka_partitions": s.kafka.partitions,
             "simulated_customers": args.customers,
             "workload": args.workload,
@@ -312,17 +355,14 @@ def bench(args: argparse.Namespace) -> int:
         "runs": runs,
         "machine": machine_info(),
     }
+    if len(engines) > 1:  # the same figures per engine, runs interleaved in this one application
+        result["engines"] = {e: {**_summary(rs), "runs": rs} for e, rs in by_engine.items()}
     if args.realtime:
         result["realtime_mode"] = realtime_probe(spark, s, args.rate, args.seconds)
     if args.floor:
         from bench.floor import floor_probe
 
         result["floor"] = floor_probe(spark, s, args.rate, args.seconds, args.floor_events)
-    result["sustained_to_ceiling"] = (
-        result["sustained_events_per_s"] / result["ceiling_events_per_s"]
-        if result["ceiling_events_per_s"]
-        else None
-    )
     print(json.dumps(result, default=str, indent=None if args.json else 2))
     return 0
 
@@ -347,6 +387,11 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
         "--state-partitions",
         type=int,
         help="Spark partitions of the keyed state (default: settings, ECOM_SPEED_STATE_PARTITIONS)",
+    )
+    p.add_argument(
+        "--engines",
+        help="keyed-state engines to measure, comma-separated, runs interleaved: jvm, python or jvm,python "
+        "(the first one gives the headline figures; default: settings, ECOM_SPEED_STATE_ENGINE)",
     )
     p.add_argument("--max-offsets", type=int, help="max Kafka records per micro-batch (default: settings)")
     p.add_argument("--customers", type=int, default=20_000, help="simulated customers (default 20000)")
