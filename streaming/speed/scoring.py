@@ -241,52 +241,57 @@ JVM_BASELINE_SCHEMA = T.StructType(
 )
 
 
-def _strings(values: Any) -> list[str] | None:
-    if isinstance(values, list | tuple | np.ndarray):
-        return [str(v) for v in values if v is not None]
-    return None
+def _string_lists(values: Any) -> list[list[str] | None]:
+    return [
+        [str(x) for x in v if x is not None] if isinstance(v, list | tuple | np.ndarray) else None
+        for v in values
+    ]
 
 
-def _jvm_context_rows(
+def _hour_lists(values: Any) -> list[list[int] | None]:
+    return [[int(h) for h in v] if isinstance(v, list | tuple | np.ndarray) else None for v in values]
+
+
+def _utc_us(values: Any) -> pa.Array:
+    # Spark's timestamps are whole microseconds, as every time the stream scores is
+    ts = pd.to_datetime(pd.Series(values), utc=True, errors="coerce")
+    return pa.Array.from_pandas(ts).cast(pa.timestamp("us", tz="UTC"), safe=False)
+
+
+def _numbers(values: Any) -> pa.Array:
+    return pa.array(pd.to_numeric(pd.Series(values), errors="coerce").astype(float), pa.float64())
+
+
+def jvm_context_tables(
     chargebacks: pd.DataFrame | None, baselines: pd.DataFrame | None
-) -> tuple[list[tuple], list[tuple]]:
-    """The two context frames as rows of JVM_CHARGEBACK_SCHEMA / JVM_BASELINE_SCHEMA. Pure."""
-
-    def ts(v: Any) -> Any:
-        return None if v is None or pd.isna(v) else pd.Timestamp(v).tz_convert("UTC").to_pydatetime()
-
-    def num(v: Any) -> float | None:
-        x = pd.to_numeric(v, errors="coerce")
-        return None if x is None or pd.isna(x) else float(x)
-
-    cb_rows: list[tuple] = []
-    if chargebacks is not None and len(chargebacks):
-        cb = chargebacks
-        for tid, cid, term, rep in zip(
-            cb["transaction_id"], cb["customer_id"], cb["terminal_id"], cb["reported_at"], strict=True
-        ):
-            cb_rows.append((str(tid), str(cid), str(term), ts(rep)))
-    base_rows: list[tuple] = []
-    if baselines is not None and len(baselines):
+) -> tuple[pa.Table, pa.Table]:
+    """The two context frames as Arrow tables of JVM_CHARGEBACK_SCHEMA / JVM_BASELINE_SCHEMA (handed to the
+    JVM through Arrow: the context is re-sent every refresh, a row-by-row conversion would stall a batch).
+    Pure."""
+    cb_schema = to_arrow_schema(JVM_CHARGEBACK_SCHEMA, timezone="UTC")
+    base_schema = to_arrow_schema(JVM_BASELINE_SCHEMA, timezone="UTC")
+    if chargebacks is None or len(chargebacks) == 0:
+        cb = cb_schema.empty_table()
+    else:
+        ids = {c: pa.array(chargebacks[c].astype(str).tolist(), pa.string()) for c in cb_schema.names[:3]}
+        cb = pa.table({**ids, "reported_at": _utc_us(chargebacks["reported_at"])}, schema=cb_schema)
+    if baselines is None or len(baselines) == 0:
+        base = base_schema.empty_table()
+    else:
         b = baselines
-        for r in zip(*(b[c] for c in JVM_BASELINE_SCHEMA.fieldNames()), strict=True):
-            hours = r[8]
-            hour_list = [int(h) for h in hours] if isinstance(hours, list | tuple | np.ndarray) else None
-            base_rows.append(
-                (
-                    str(r[0]),
-                    num(r[1]),
-                    num(r[2]),
-                    num(r[3]),
-                    _strings(r[4]),
-                    _strings(r[5]),
-                    num(r[6]),
-                    num(r[7]),
-                    hour_list,
-                    ts(r[9]),
-                )
-            )
-    return cb_rows, base_rows
+        columns = {
+            "customer_id": pa.array(b["customer_id"].astype(str).tolist(), pa.string()),
+            **{c: _numbers(b[c]) for c in ("n_transactions", "median_amount", "p95_amount")},
+            **{
+                c: pa.array(_string_lists(b[c]), pa.list_(pa.string()))
+                for c in ("usual_device_ids", "usual_countries")
+            },
+            **{c: _numbers(b[c]) for c in ("home_lat", "home_lon")},
+            "hour_counts": pa.array(_hour_lists(b["hour_counts"]), pa.list_(pa.int64())),
+            "last_seen_at": _utc_us(b["last_seen_at"]),
+        }
+        base = pa.table(columns, schema=base_schema)
+    return cb, base
 
 
 def score_in_jvm(df: Any, scorer_bc: Any, context_bc: Any) -> Any:
@@ -375,10 +380,10 @@ class ChampionCache:
         if self._jvm_context[0] != key:
             if self._jvm_context[1] is not None:
                 self._jvm_context[1].unpersist()
-            cb_rows, base_rows = _jvm_context_rows(self._chargebacks_bc.value, self._baselines_bc.value)
+            cb, base = jvm_context_tables(self._chargebacks_bc.value, self._baselines_bc.value)
             context = jvm.broadcastContext(
-                self.spark.createDataFrame(cb_rows, JVM_CHARGEBACK_SCHEMA)._jdf,
-                self.spark.createDataFrame(base_rows, JVM_BASELINE_SCHEMA)._jdf,
+                self.spark.createDataFrame(cb, JVM_CHARGEBACK_SCHEMA)._jdf,
+                self.spark.createDataFrame(base, JVM_BASELINE_SCHEMA)._jdf,
             )
             self._jvm_context = (key, context)
         return self._jvm_scorer[1], self._jvm_context[1]

@@ -134,3 +134,27 @@ def test_jvm_scoring_equals_the_python_scoring_step(spark, case):
     assert sorted(rejected["kafka_offset"]) == [7, 8, 9]
     assert rejected["raw_payload"].tolist() == [b"{not json", b"\xff", b"{}"]
     assert rejected["fraud_score"].isna().all()
+
+
+def test_without_baselines_or_chargebacks_the_jvm_scores_as_python_does(spark, case):
+    """A first start: no marts.customer_baselines yet, no chargeback landed (load_baselines -> None)."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    stream_rows, _, _, champion = case
+    frame = _as_spark_hands_it_over(stream_rows.head(300))
+    empty_cb = pd.DataFrame(columns=["transaction_id", "customer_id", "terminal_id", "reported_at"])
+    expected = scoring.score_frame(frame, champion, None, empty_cb)
+    cb_table, base_table = scoring.jvm_context_tables(empty_cb, None)
+    assert cb_table.num_rows == base_table.num_rows == 0
+    sc = spark.sparkContext
+    cache = scoring.ChampionCache(spark, settings=SimpleNamespace(mlflow=SimpleNamespace(model_name="m")))
+    cache._version, cache._champion_bc = champion.version, sc.broadcast(champion)
+    cache._baselines_bc, cache._chargebacks_bc = sc.broadcast(None), sc.broadcast(empty_cb)
+    scored = scoring.score_in_jvm(spark.createDataFrame(frame), *cache.jvm()).toArrow()
+    out = scoring.output_table(scored, champion)
+    assert isinstance(out, pa.Table)
+    got = out.to_pandas().dropna(subset=["transaction_id"]).set_index("transaction_id")
+    exp = expected.dropna(subset=["transaction_id"]).set_index("transaction_id").loc[got.index]
+    np.testing.assert_allclose(got["fraud_score"], exp["fraud_score"], rtol=0, atol=1e-9)
