@@ -17,6 +17,7 @@ from bench.soak import (
     periodic,
     register_bench,
     rss_per_minute,
+    shortfall,
     summary_lines,
     verdict,
 )
@@ -132,6 +133,12 @@ def test_accounting_counts_lost_and_duplicated_in_both_tables():
     assert (acc["lost"], acc["duplicated"]) == (1, 2)
     acc = accounting(100, (100, 100), (98, 97))
     assert (acc["lost"], acc["duplicated"]) == (3, 1)
+
+
+def test_a_producer_that_did_not_offer_the_planned_load_is_reported():
+    assert shortfall(600_000, 600_000) is None
+    assert shortfall(571_000, 600_000) is None  # within 5 %
+    assert shortfall(300_000, 600_000) == "only 300000 events reached the topic of 600000 planned (50%)"
 
 
 def test_the_command_is_registered_with_its_flags():
