@@ -175,6 +175,14 @@ def _tree_pids(s) -> set[int]:
     return pids
 
 
+def _alive(pid: int) -> bool:
+    """A process that still runs (not a zombie); one that exits while it is looked at is gone."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 @pytest.mark.slow
 def test_up_twice_is_a_no_op_and_down_leaves_no_process(private_settings):
     s = private_settings
@@ -194,7 +202,7 @@ def test_up_twice_is_a_no_op_and_down_leaves_no_process(private_settings):
     assert {st["name"]: st["pid"] for st in again} == pids_before
     stack_mod.down(s, progress=lambda m: None)
     time.sleep(1)
-    left = [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    left = [p for p in tree if _alive(p)]
     assert left == [], f"processes left behind: {left}"
     assert not any(st["healthy"] for st in stack_mod.status(s))
 
