@@ -192,6 +192,16 @@ class SparkSettings:
     cluster_worker_ui_port: int = 58081
     cluster_worker_cores: int = 1
     cluster_worker_memory: str = "2g"
+    # the long-running queries (`ecom stream`, `ecom land --continuous`) start with their whole heap
+    # committed and touched (-Xms = -Xmx, -XX:+AlwaysPreTouch): G1 otherwise starts at 1/64 of the RAM and
+    # grows the heap toward -Xmx over tens of minutes while the live set stays flat (~150-220 MB after a
+    # collection at 1,000 events/s), which read as a leak in the soak (docs/reliability.md)
+    fixed_heap: bool = True
+    # the continuous landing's driver heap (its live set is ~150 MB; 2g only made the settling longer)
+    landing_driver_memory: str = "1g"
+    # RocksDB state stores of a JVM share one block cache + write-buffer budget of this size
+    # (spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage); without it each instance has its own
+    rocksdb_max_memory_mb: int = 500
 
     def cluster_master_url(self, host: str) -> str:
         return f"spark://{host}:{self.cluster_master_port}"
@@ -373,6 +383,9 @@ def load_settings(env_file: Path | None = None) -> Settings:
         cluster_worker_ui_port=i("ECOM_SPARK_WORKER_UI_PORT", "58081"),
         cluster_worker_cores=i("ECOM_SPARK_WORKER_CORES", "1"),
         cluster_worker_memory=e("ECOM_SPARK_WORKER_MEMORY", "2g"),
+        fixed_heap=e("ECOM_SPARK_FIXED_HEAP", "1").lower() not in ("0", "false", "no"),
+        landing_driver_memory=e("ECOM_LANDING_DRIVER_MEMORY", "1g"),
+        rocksdb_max_memory_mb=i("ECOM_ROCKSDB_MAX_MEMORY_MB", "500"),
     )
     dbt = DbtSettings(
         project_dir=REPO_ROOT / "dbt_project",

@@ -69,7 +69,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
         state_engine=args.state_engine,
         **({"state_partitions": args.state_partitions} if args.state_partitions else {}),
     )
-    spark = get_spark(f"ecom-stream-{cfg.query_name}")
+    # a long-running query unless --available-now: its heap is committed up front (kernel.spark)
+    spark = get_spark(f"ecom-stream-{cfg.query_name}", fixed_heap=not args.available_now)
     query = start_speed_query(spark, cfg, s)
     logging.getLogger("ecom.speed").info(
         "speed layer '%s' reading %s, checkpoint %s, trigger %s",
@@ -97,7 +98,11 @@ def cmd_land(args: argparse.Namespace) -> int:
         continuous=args.continuous,
         trigger=args.trigger,
     )
-    spark = get_spark(f"ecom-land-{cfg.query_name}")
+    spark = get_spark(
+        f"ecom-land-{cfg.query_name}",
+        driver_memory=s.spark.landing_driver_memory if args.continuous else None,
+        fixed_heap=args.continuous,
+    )
     query = start_landing_query(spark, cfg, s)
     logging.getLogger("ecom.landing").info(
         "landing '%s' reading %s + %s into master, checkpoint %s, trigger %s",
