@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench.harness import (
     create_topic,
     delete_topics,
@@ -55,7 +57,6 @@ from bench.harness import (
     start,
     stop,
     tree_processes,
-    tree_rss_mb,
 )
 from kernel.errors import EcomError
 from kernel.settings import Settings, get_settings
@@ -291,14 +292,33 @@ def _in_topic(settings: Settings, topic: str) -> int:
         consumer.close()
 
 
-def _service_memory(settings: Settings, procs: dict[str, subprocess.Popen | None]) -> dict[str, float]:
-    from bench.stack import stack_memory_mb
+def _tree_memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of a process tree in MB. PSS splits each shared page among the processes that map it:
+    every Postgres backend maps the part of shared_buffers it touched, so the backends' RSS sum counts
+    those pages once per backend (it swung 440 -> 3,200 MB with the connections in the soaks), PSS once."""
+    rss = pss = 0
+    for p in tree_processes(pid):
+        try:
+            m = p.memory_full_info()
+        except psutil.Error:
+            continue
+        rss, pss = rss + m.rss, pss + m.pss
+    return round(rss / 2**20, 1), round(pss / 2**20, 1)
 
-    out = stack_memory_mb(settings)
-    for name, proc in procs.items():
-        if proc is not None and proc.poll() is None:
-            out[name] = round(tree_rss_mb(proc.pid), 1)
-    return out
+
+def _service_memory(
+    settings: Settings, procs: dict[str, subprocess.Popen | None]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """({service: RSS MB}, {service: PSS MB}) of the stack's services and the platform's commands."""
+    from stack import services as stack
+
+    pids = {svc.name: svc.pid() for svc in stack.services(settings)}
+    pids = {name: pid for name, pid in pids.items() if pid and stack.pid_alive(pid)}
+    pids |= {name: proc.pid for name, proc in procs.items() if proc is not None and proc.poll() is None}
+    rss, pss = {}, {}
+    for name, pid in pids.items():
+        rss[name], pss[name] = _tree_memory_mb(pid)
+    return rss, pss
 
 
 def _dagster_processes(settings: Settings) -> int:
@@ -437,7 +457,7 @@ def run_soak(
         )
         t0 = time.time()
         producer.start()
-        rss, dagster, load, progress, dashboards, done_faults = [], [], [], [], [], []
+        rss, pss, dagster, load, progress, dashboards, done_faults = [], [], [], [], [], [], []
         pending_faults = list(schedule)
         pending_batches = periodic(seconds, batch_every_s)
         next_dash, reader = 30.0, None
@@ -453,7 +473,9 @@ def run_soak(
                 pending_batches.pop(0)
             batches.poll(t0, due)
             procs = {"stream": stream.proc, "landing": landing.proc, "batch": batches.proc}
-            rss.append((now, _service_memory(settings, procs)))
+            rss_mb, pss_mb = _service_memory(settings, procs)
+            rss.append((now, rss_mb))
+            pss.append((now, pss_mb))
             dagster.append((now, _dagster_processes(settings)))
             load.append((now, os.getloadavg()[0]))
             try:
@@ -531,6 +553,9 @@ def run_soak(
         "drain_s": round(drained_s, 1),
         "latency_ms_per_minute": latency,
         "rss_mb_per_minute": memory,
+        # the same per minute in PSS (shared pages split among the processes mapping them): not the
+        # verdict's figure, the one that tells Postgres' shared buffers counted once per backend apart
+        "pss_mb_per_minute": rss_per_minute(pss, t0, minutes),
         "dagster_processes_per_minute": count_per_minute(dagster, t0, minutes),
         "load_avg_1m_per_minute": [
             {"minute": m, "max": round(max(v), 2) if v else None}
@@ -662,6 +687,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     for n in names:
         ax2.plot([r["minute"] for r in mem], [r["services_mb"].get(n) for r in mem], marker=".", label=n)
     ax2.plot([r["minute"] for r in mem], [r["platform_mb"] for r in mem], "k--", label="platform (sum)")
+    if result.get("pss_mb_per_minute"):
+        pss = result["pss_mb_per_minute"]
+        ax2.plot(
+            [r["minute"] for r in pss], [r["platform_mb"] for r in pss], "k:", label="platform PSS (sum)"
+        )
     ax2.set_ylabel("RSS (MB)")
     ax2.legend(loc="upper left", fontsize=7, ncol=3)
     dag = result["dagster_processes_per_minute"]
@@ -696,9 +726,11 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"(rows/distinct), master {result['master_rows']}/{result['master_distinct']}; lost {result['lost']}, "
         f"duplicated {result['duplicated']}; drained {result['drain_s']} s after producing ended"
     ]
-    for lat, mem, dag, load in zip(
+    pss = result.get("pss_mb_per_minute") or [{}] * len(result["rss_mb_per_minute"])
+    for lat, mem, mem_pss, dag, load in zip(
         result["latency_ms_per_minute"],
         result["rss_mb_per_minute"],
+        pss,
         result["dagster_processes_per_minute"],
         result["load_avg_1m_per_minute"],
         strict=True,
@@ -706,7 +738,9 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         p = {q: f"{lat[q] / 1000:.1f}" if lat[q] is not None else "-" for q in ("p50", "p95", "p99")}
         lines.append(
             f"  minute {lat['minute']:>2}: latency p50/p95/p99 {p['p50']}/{p['p95']}/{p['p99']} s "
-            f"({lat['rows']} rows); platform RSS {mem['platform_mb']:.0f} MB; Dagster processes "
+            f"({lat['rows']} rows); platform RSS {mem['platform_mb']:.0f} MB"
+            + (f" (PSS {mem_pss['platform_mb']:.0f} MB)" if "platform_mb" in mem_pss else "")
+            + "; Dagster processes "
             f"{dag['min']}-{dag['max']}; load {load['max']}"
         )
     for f in result["faults"]:

@@ -180,3 +180,23 @@ def test_summary_lines_show_each_minute_and_the_verdict():
     lines = summary_lines(result)
     assert "minute  2: latency p50/p95/p99 1.0/2.1/2.6 s" in lines[2]
     assert lines[-1] == "FAILED: 0 events lost, 1 duplicated"
+
+
+def test_summary_lines_show_the_platform_pss_beside_its_rss():
+    minute = {"minute": 1, "rows": 5, "p50": 1000.0, "p95": 2000.0, "p99": 2500.0}
+    result = {
+        "settings": {"minutes": 1, "rate": 500.0},
+        **dict.fromkeys(("in_topic", "speed_rows", "speed_distinct", "master_rows", "master_distinct"), 5),
+        "lost": 0,
+        "duplicated": 0,
+        "drain_s": 1.0,
+        "latency_ms_per_minute": [minute],
+        "rss_mb_per_minute": [{"platform_mb": 3000.0}],
+        "pss_mb_per_minute": [{"platform_mb": 2200.0}],
+        "dagster_processes_per_minute": [{"min": 4, "max": 4}],
+        "load_avg_1m_per_minute": [{"max": 2.0}],
+        "faults": [],
+        "passed": True,
+        "reason": None,
+    }
+    assert "platform RSS 3000 MB (PSS 2200 MB)" in summary_lines(result)[1]
