@@ -99,6 +99,10 @@ class PostgresSettings:
         """SQLAlchemy URL; the driver is always explicit (SQLAlchemy 2.1 maps bare postgresql:// to psycopg 3)."""
         return f"postgresql+{driver}://{self.user}:{self.password}@{self.host}:{self.port}/{db or self.db}"
 
+    def jdbc_url(self, db: str | None = None) -> str:
+        """JDBC URL (the speed layer's JVM sink); the login goes separately (user, password)."""
+        return f"jdbc:postgresql://{self.host}:{self.port}/{db or self.db}"
+
     def dsn(self, db: str | None = None) -> str:
         """libpq connection string for psycopg.connect()."""
         return (

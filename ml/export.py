@@ -8,7 +8,9 @@
   `IsolationForest.score_samples` sums (features as float32, trees in order);
 - for `blend`: the forest's training quantiles (`forest_quantiles_`) and the percentile grid they map to,
   the blend weight, and the gradient-boosted classifier's trees and baseline (`stacked` likewise);
-- the feature names the model was fitted on and its alert threshold.
+- the feature names the model was fitted on and its alert threshold;
+- its reference rows (`FraudScorer.reference_`, one sorted column per feature, NaN as null), from which
+  the JVM says how rare a value is in an alert's reasons, as ml.explain does.
 
 Python stays the reference: the JVM's scores equal `ml.model.score` within 1e-9
 (tests/streaming/test_jvm_parity.py). Logging the file beside the model in MLflow is the training step's
@@ -108,12 +110,25 @@ def export_scorer(model: Pipeline | FraudScorer) -> dict[str, Any]:
             "trees": _forest_trees(forest),
         },
         "classifier": None if scorer.classifier_ is None else _classifier(scorer.classifier_),
+        "reference": _reference_columns(getattr(scorer, "reference_", None)),
     }
 
 
-def scorer_json(model: Pipeline | FraudScorer) -> str:
-    """`export_scorer` as JSON text (floats written shortest-round-trip: the JVM reads the same doubles)."""
-    return json.dumps(export_scorer(model), separators=(",", ":"), allow_nan=False)
+def _reference_columns(reference: np.ndarray | None) -> list[list[float | None]] | None:
+    """ml.explain's reference sample as columns (NaN -> None: the artifact is strict JSON)."""
+    if reference is None:
+        return None
+    ref = np.asarray(reference, dtype=np.float64)
+    return [[None if np.isnan(v) else float(v) for v in ref[:, j]] for j in range(ref.shape[1])]
+
+
+def scorer_json(model: Pipeline | FraudScorer, threshold: float | None = None) -> str:
+    """`export_scorer` as JSON text (floats written shortest-round-trip: the JVM reads the same doubles);
+    `threshold`: the alert threshold the registry deployed with the version, when it is not the model's."""
+    artifact = export_scorer(model)
+    if threshold is not None:
+        artifact["threshold"] = float(threshold)
+    return json.dumps(artifact, separators=(",", ":"), allow_nan=False)
 
 
 def write_scorer(model: Pipeline | FraudScorer, path: Path) -> Path:

@@ -37,7 +37,6 @@ from streaming.sink import (
     QUARANTINE_COLUMNS,
     QUARANTINE_CONFLICT,
     QUARANTINE_KEY,
-    TASK_COUNTS_ARROW,
     TASK_COUNTS_SCHEMA,
     BatchCounts,
     PartitionWriter,
@@ -51,7 +50,6 @@ from streaming.speed.scoring import (
     SPEED_COLUMNS,
     ChampionCache,
     make_scorer,
-    output_table,
     score_in_jvm,
 )
 from streaming.speed.state import (
@@ -230,19 +228,25 @@ def score_and_write(
     return partition
 
 
-def write_jvm_scored(
-    champion_bc: Any, writer: PartitionWriter | None, batch_id: int
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The mapInArrow function of one batch on the JVM engine: each task turns its JVM-scored rows into
-    output rows (reasons for its alerts, `scoring.output_table`) and writes them itself (one Postgres
-    transaction per task), then yields one row of TASK_COUNTS_SCHEMA; no row leaves the executor."""
+def write_in_jvm(scored: DataFrame, sink: Any, batch_id: int, version: str, threshold: float) -> DataFrame:
+    """The JVM engine's tasks (streaming/jvm TaskSink.writeScored, the twin of `write_scored_partition`):
+    each task writes its JVM-scored rows in one Postgres transaction of its own and yields one row of
+    TASK_COUNTS_SCHEMA; no row leaves the executor and none passes through Python. `sink`: `jvm_task_sink`
+    (None: the no-op sink, counts only)."""
+    jvm = scored.sparkSession._jvm.dev.ecomlambda.speed.TaskSink
+    return DataFrame(
+        jvm.writeScored(scored._jdf, sink, batch_id, str(version), float(threshold)), scored.sparkSession
+    )
 
-    def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        got = [b for b in batches if b.num_rows]
-        table = output_table(pa.Table.from_batches(got), champion_bc.value) if got else _scored_table([])
-        yield pa.RecordBatch.from_pylist([write_scored_partition(table, writer, batch_id)], TASK_COUNTS_ARROW)
 
-    return partition
+def jvm_task_sink(spark: SparkSession, writer: PartitionWriter | None) -> Any:
+    """The JVM twin of `writer` (same database, role and retries), or None for the no-op sink."""
+    if writer is None:
+        return None
+    pg = writer.settings.postgres
+    return spark._jvm.dev.ecomlambda.speed.TaskSink(
+        pg.jdbc_url(), pg.user, pg.password, writer.max_attempts, writer.first_backoff_s, writer.max_backoff_s
+    )
 
 
 class SpeedBatchWriter:
@@ -264,6 +268,7 @@ class SpeedBatchWriter:
         sink_settings = as_component(self.settings, "stream")
         self.sink = PostgresBatchSink(cfg.query_name, sink_settings) if cfg.sink == "postgres" else None
         self.writer = self.sink.partition_writer() if self.sink is not None else None
+        self.jvm_sink = None  # the JVM engine's twin of `writer` (jvm_task_sink), made at its first batch
         self.lag = KafkaLag(cfg.bootstrap_servers, cfg.topic)
         self.on_batch = on_batch
 
@@ -273,11 +278,11 @@ class SpeedBatchWriter:
 
         def tasks() -> DataFrame:
             bc = seen["champion"] = self.champions.current()
-            if self.cfg.state_engine == "jvm":  # context fill, chargebacks and the model in the JVM
+            if self.cfg.state_engine == "jvm":  # context, scoring, reasons and the write in the JVM
                 scored = score_in_jvm(batch_df, *self.champions.jvm())
-                return scored.mapInArrow(
-                    write_jvm_scored(bc.champion, self.writer, batch_id), TASK_COUNTS_SCHEMA
-                )
+                if self.jvm_sink is None and self.writer is not None:
+                    self.jvm_sink = jvm_task_sink(self.spark, self.writer)
+                return write_in_jvm(scored, self.jvm_sink, batch_id, bc.version, bc.threshold)
             scorer = make_scorer(bc.champion, bc.baselines, bc.chargebacks)
             return batch_df.mapInPandas(score_and_write(scorer, self.writer, batch_id), TASK_COUNTS_SCHEMA)
 

@@ -30,7 +30,6 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -169,59 +168,6 @@ def score_frame(
     return pd.concat(parts, ignore_index=True)[out_cols]
 
 
-OUTPUT_ARROW = to_arrow_schema(OUTPUT_SCHEMA, timezone="UTC")
-_PASSED_THROUGH = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
-
-
-def output_table(table: pa.Table, champion: Any, explain_top: int = 3) -> pa.Table:
-    """One task's rows as the JVM scored them (`score_in_jvm`) -> OUTPUT_SCHEMA rows, as `score_frame`
-    gives them for the same rows: the alert flag from the champion's threshold, reasons for the alerts only
-    (ml.explain through `champion.reasons`, in Python: a few per cent of the rows), rejects passed through.
-    Every other row stays in Arrow (no pandas). Pure."""
-    rejected = table.column("reject_reason").is_valid()
-    good = table.filter(pc.invert(rejected))
-    bad = table.filter(rejected)
-    n = good.num_rows
-    scores = good.column("fraud_score").to_numpy(zero_copy_only=False).astype(float)
-    alert = scores >= champion.threshold
-    reasons = np.full(n, None, dtype=object)
-    if alert.any():
-        tx = good.filter(pa.array(alert)).to_pandas()
-        tx = tx.assign(event_time=utc_event_time(tx["event_ts"]))
-        rows = champion.reasons(tx, top=explain_top)
-        reasons[np.flatnonzero(alert)] = [orjson.dumps(r, default=_json_default).decode() for r in rows]
-    n_items = pc.cast(pc.round(pc.fill_null(pc.cast(good.column("n_items"), pa.float64()), 1.0)), pa.int32())
-    columns = {
-        **{c: good.column(c) for c in ("transaction_id", "customer_id", "merchant_id", "terminal_id")},
-        "event_time": good.column("event_ts"),
-        **{
-            c: good.column(c)
-            for c in ("currency", "amount", "payment_method", "channel", "device_type", "ip_country")
-        },
-        "n_items": n_items,
-        "fraud_score": pa.array(scores, pa.float64()),
-        "is_alert": pa.array(alert, pa.bool_()),
-        "model_version": pa.array([str(champion.version)] * n, pa.string()),
-        "threshold": pa.array([float(champion.threshold)] * n, pa.float64()),
-        "reasons": pa.array(reasons.tolist(), pa.string()),
-        **{c: good.column(c) for c in _PASSED_THROUGH},
-        "raw_payload": pa.nulls(n, pa.binary()),
-        "reject_reason": pa.nulls(n, pa.string()),
-    }
-    scored = pa.table({f.name: pc.cast(columns[f.name], f.type) for f in OUTPUT_ARROW}, schema=OUTPUT_ARROW)
-    if bad.num_rows == 0:
-        return scored
-    kept = (*_PASSED_THROUGH, "raw_payload", "reject_reason")
-    rejects = pa.table(
-        {
-            f.name: pc.cast(bad.column(f.name), f.type) if f.name in kept else pa.nulls(bad.num_rows, f.type)
-            for f in OUTPUT_ARROW
-        },
-        schema=OUTPUT_ARROW,
-    )
-    return pa.concat_tables([scored, rejects])
-
-
 # the batch layer's context as the JVM scorer receives it (BatchContext.of reads these columns by name)
 JVM_CHARGEBACK_SCHEMA = T.StructType(
     [
@@ -296,8 +242,9 @@ def jvm_context_tables(
 
 def score_in_jvm(df: Any, scorer_bc: Any, context_bc: Any) -> Any:
     """The JVM's scoring (streaming/jvm SpeedJvm.scoreInContext): df (+ customer and terminal context) ->
-    the same rows with the customer context filled from the baselines, the two chargeback counts and
-    fraud_score, computed as `score_frame` computes them. `scorer_bc` / `context_bc`: ChampionCache.jvm()."""
+    the same rows with the customer context filled from the baselines, the two chargeback counts,
+    fraud_score, is_alert and the alerts' reasons (ml.explain's JSON), computed as `score_frame` computes
+    them. `scorer_bc` / `context_bc`: ChampionCache.jvm()."""
     from pyspark.sql import DataFrame
 
     jvm = df.sparkSession._jvm.dev.ecomlambda.speed.SpeedJvm
@@ -367,7 +314,9 @@ class ChampionCache:
         version, scorer = self._jvm_scorer
         if version != self._version:
             try:
-                artifact = scorer_json(self._champion_bc.value.model)
+                # the alert threshold deployed with the version (its registry tag), as score_frame uses
+                champion = self._champion_bc.value
+                artifact = scorer_json(champion.model, champion.threshold)
             except (ValueError, TypeError, AttributeError) as exc:
                 raise EcomError(
                     f"{self.model_name} v{self._version} cannot be scored in the JVM ({exc}); run the stream "

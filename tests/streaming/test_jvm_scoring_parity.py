@@ -1,15 +1,17 @@
-"""The JVM engine's scoring step (SpeedJvm.scoreInContext + scoring.output_table) against the Python one
-(scoring.score_frame, the reference) on the same rows, baselines and chargebacks.
+"""The JVM engine's scoring step (SpeedJvm.scoreInContext) against the Python one (scoring.score_frame, the
+reference) on the same rows, baselines and chargebacks.
 
 A 2019 history, the stream's keyed state fresh at its middle (so thousands of rows belong to customers the
 state barely knows and take their habits from the baselines of the first half), every chargeback: the JVM
 must give every row the chargeback counts of ml.features.chargeback_context, the customer context of
-ml.features.fill_from_baselines, and the Python model's score within 1e-9; the stored row (alert flag,
-reasons, n_items, version, threshold) must be the one score_frame gives. Rejected rows pass through.
+ml.features.fill_from_baselines, the Python model's score within 1e-9, the same alert flag at the deployed
+threshold and, for every alert, ml.explain's reasons (features, values, baselines, sentences, strengths).
+Rejected rows pass through. What the JVM's task sink stores of these rows: tests/streaming/test_jvm_sink.py.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import numpy as np
@@ -120,27 +122,45 @@ def test_jvm_scoring_equals_the_python_scoring_step(spark, case):
     )
     assert filled.sum() > 100
 
-    # the stored rows: the same as score_frame's, score within 1e-9
-    out = scoring.output_table(scored, champion).to_pandas()
-    good = out[out["reject_reason"].isna()].set_index("transaction_id", drop=False)
-    exp = expected[expected["reject_reason"].isna()].loc[good.index]
-    assert len(good) == len(stream_rows)
-    np.testing.assert_allclose(good["fraud_score"], exp["fraud_score"], rtol=0, atol=1e-9)
-    for c in ("is_alert", "reasons", "n_items", "model_version", "threshold", "amount", "currency"):
-        assert (good[c].to_numpy() == exp[c].to_numpy()).all(), c
-    assert 0 < good["is_alert"].sum() < len(good)
-    assert good["reasons"].notna().sum() == good["is_alert"].sum()
-    rejected = out[out["reject_reason"].notna()]
+    # the scored rows: score within 1e-9, the alert flag and ml.explain's reasons as score_frame gives them
+    got = scored.to_pandas().dropna(subset=["transaction_id"]).set_index("transaction_id", drop=False)
+    exp = expected[expected["reject_reason"].isna()].loc[got.index]
+    assert len(got) == len(stream_rows)
+    np.testing.assert_allclose(got["fraud_score"], exp["fraud_score"], rtol=0, atol=1e-9)
+    assert (got["is_alert"].to_numpy() == exp["is_alert"].to_numpy()).all()
+    assert 0 < got["is_alert"].sum() < len(got)
+    assert_same_reasons(got["reasons"], exp["reasons"])
+    assert got["reasons"].notna().sum() == got["is_alert"].sum()
+    texts = {r["text"].split(" ")[0] for v in got["reasons"].dropna() for r in json.loads(v)}
+    assert len(texts) >= 5  # several rules spoke, not one
+    rejected = scored.to_pandas()
+    rejected = rejected[rejected["reject_reason"].notna()]
     assert sorted(rejected["kafka_offset"]) == [7, 8, 9]
     assert rejected["raw_payload"].tolist() == [b"{not json", b"\xff", b"{}"]
     assert rejected["fraud_score"].isna().all()
 
 
+def assert_same_reasons(got: pd.Series, expected: pd.Series) -> None:
+    """The same reasons per row: the same rules in the same order with the same sentences, values and
+    baselines equal to 1e-9 (both round to 4 decimals), strengths to 1e-3 (rounded to 3)."""
+    for tx, a, b in zip(got.index, got, expected, strict=True):
+        if b is None or (isinstance(b, float) and np.isnan(b)):
+            assert a is None or (isinstance(a, float) and np.isnan(a)), tx
+            continue
+        ra, rb = json.loads(a), json.loads(b)
+        assert [r["feature"] for r in ra] == [r["feature"] for r in rb], tx
+        assert [r["text"] for r in ra] == [r["text"] for r in rb], tx
+        for x, y in zip(ra, rb, strict=True):
+            for k in ("value", "baseline"):
+                assert (x[k] is None) == (y[k] is None), (tx, k)
+                if x[k] is not None:
+                    assert abs(x[k] - y[k]) <= 1e-9, (tx, k, x[k], y[k])
+            assert abs(x["strength"] - y["strength"]) <= 1e-3 + 1e-12, (tx, x, y)
+
+
 def test_without_baselines_or_chargebacks_the_jvm_scores_as_python_does(spark, case):
     """A first start: no marts.customer_baselines yet, no chargeback landed (load_baselines -> None)."""
     from types import SimpleNamespace
-
-    import pyarrow as pa
 
     stream_rows, _, _, champion = case
     frame = _as_spark_hands_it_over(stream_rows.head(300))
@@ -152,9 +172,20 @@ def test_without_baselines_or_chargebacks_the_jvm_scores_as_python_does(spark, c
     cache = scoring.ChampionCache(spark, settings=SimpleNamespace(mlflow=SimpleNamespace(model_name="m")))
     cache._version, cache._champion_bc = champion.version, sc.broadcast(champion)
     cache._baselines_bc, cache._chargebacks_bc = sc.broadcast(None), sc.broadcast(empty_cb)
-    scored = scoring.score_in_jvm(spark.createDataFrame(frame), *cache.jvm()).toArrow()
-    out = scoring.output_table(scored, champion)
-    assert isinstance(out, pa.Table)
-    got = out.to_pandas().dropna(subset=["transaction_id"]).set_index("transaction_id")
+    scored = scoring.score_in_jvm(spark.createDataFrame(frame), *cache.jvm()).toPandas()
+    got = scored.dropna(subset=["transaction_id"]).set_index("transaction_id")
     exp = expected.dropna(subset=["transaction_id"]).set_index("transaction_id").loc[got.index]
     np.testing.assert_allclose(got["fraud_score"], exp["fraud_score"], rtol=0, atol=1e-9)
+    assert (got["is_alert"].to_numpy() == exp["is_alert"].to_numpy()).all()
+    assert_same_reasons(got["reasons"], exp["reasons"])
+
+
+def test_every_reason_rule_has_its_jvm_twin(spark):
+    """A rule added to ml.explain without its twin in streaming/jvm Explain.java fails here."""
+    from ml.explain import RULES
+
+    jvm = spark._jvm.dev.ecomlambda.speed.Explain
+    assert list(jvm.ruleFeatures()) == [r.feature for r in RULES]
+    assert [(r.group, r.high_is_suspicious, r.scale, r.neutral, r.weight) for r in RULES] == [
+        tuple(x) for x in json.loads(jvm.ruleParameters())
+    ]

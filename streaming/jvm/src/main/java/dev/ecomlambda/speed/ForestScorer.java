@@ -31,6 +31,8 @@ public final class ForestScorer implements Serializable {
   final double baseline;
   final Tree[] classifier;
   public final double threshold;
+  /** The champion's reference rows (FraudScorer.reference_), one sorted column per feature; null: none. */
+  final double[][] reference;
 
   static final class Tree implements Serializable {
     private static final long serialVersionUID = 1L;
@@ -102,6 +104,19 @@ public final class ForestScorer implements Serializable {
     percentiles = doubles(root.get("forest").get("percentiles"));
     blendWeight = root.path("blend_weight").asDouble(0.5);
     threshold = root.path("threshold").asDouble(1.0);
+    JsonNode ref = root.get("reference");
+    if (ref != null && !ref.isNull()) {
+      reference = new double[ref.size()][];
+      for (int j = 0; j < reference.length; j++) {
+        JsonNode col = ref.get(j);
+        reference[j] = new double[col.size()];
+        for (int i = 0; i < col.size(); i++) {
+          reference[j][i] = col.get(i).isNull() ? Double.NaN : col.get(i).asDouble();
+        }
+      }
+    } else {
+      reference = null;
+    }
     JsonNode clf = root.get("classifier");
     if (clf != null && !clf.isNull()) {
       baseline = clf.get("baseline").asDouble();

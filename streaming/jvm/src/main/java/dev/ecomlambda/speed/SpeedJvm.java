@@ -230,9 +230,11 @@ public final class SpeedJvm {
   /**
    * The stream's scoring in the JVM: df (contract + customer and terminal context, as withContext gives it)
    * -> the same columns with the customer context filled from the baselines (BatchContext.fill), plus
-   * term_chargebacks_7d, cust_chargebacks_30d and fraud_score. What streaming.speed.scoring.score_frame
-   * computes in Python (chargeback_context, fill_from_baselines, the model's score), proven equal by
-   * tests/streaming/test_jvm_scoring_parity.py. Rejected rows pass through with NULL context and score.
+   * term_chargebacks_7d, cust_chargebacks_30d, fraud_score, is_alert (score >= the champion's threshold)
+   * and reasons (an alert's top 3, ml.explain's JSON; NULL for other rows). What
+   * streaming.speed.scoring.score_frame computes in Python (chargeback_context, fill_from_baselines, the
+   * model's score, the alert flag, ml.explain), proven equal by tests/streaming/test_jvm_scoring_parity.py.
+   * Rejected rows pass through with NULL context and score.
    */
   public static Dataset<Row> scoreInContext(
       Dataset<Row> df, Broadcast<ForestScorer> scorer, Broadcast<BatchContext> context) {
@@ -250,8 +252,12 @@ public final class SpeedJvm {
     int country = in.fieldIndex("ip_country");
     int lat = in.fieldIndex("ip_lat");
     int lon = in.fieldIndex("ip_lon");
+    int amount = in.fieldIndex("amount");
+    int currency = reader.currency;
     StructType out =
-        Rows.withDoubles(in, new String[] {"term_chargebacks_7d", "cust_chargebacks_30d", "fraud_score"});
+        Rows.withDoubles(in, new String[] {"term_chargebacks_7d", "cust_chargebacks_30d", "fraud_score"})
+            .add("is_alert", DataTypes.BooleanType, true)
+            .add("reasons", DataTypes.StringType, true);
     return df.mapPartitions(
         (MapPartitionsFunction<Row, Row>)
             rows -> {
@@ -259,10 +265,11 @@ public final class SpeedJvm {
               BatchContext c = context.value();
               double[] ctx = new double[reader.ctxIdx.length];
               double[] feats = new double[Features.FEATURE_COLUMNS.length];
+              Explain.Row why = new Explain.Row();
               List<Row> scored = new ArrayList<>();
               while (rows.hasNext()) {
                 Row r = rows.next();
-                Object[] values = valuesPlus(r, 3);
+                Object[] values = valuesPlus(r, 5);
                 if (!reader.rejected(r)) {
                   reader.readContext(r, ctx);
                   long t = Rows.epochNs(r.get(eventTs));
@@ -282,7 +289,18 @@ public final class SpeedJvm {
                   reader.derive(r, ctx, feats);
                   values[r.length()] = ctx[ctx.length - 2];
                   values[r.length() + 1] = ctx[ctx.length - 1];
-                  values[r.length() + 2] = s.score(feats);
+                  double score = s.score(feats);
+                  values[r.length() + 2] = score;
+                  boolean alert = score >= s.threshold;
+                  values[r.length() + 3] = alert;
+                  if (alert) {
+                    why.amount = Rows.toDouble(r.get(amount));
+                    why.currency = currency < 0 ? null : (String) r.get(currency);
+                    why.ipCountry = (String) r.get(country);
+                    why.hourUtc = (int) Math.floorMod(Math.floorDiv(t, 3_600_000_000_000L), 24L);
+                    why.ctx = ctx;
+                    values[r.length() + 4] = Explain.reasons(why, feats, s.reference);
+                  }
                 }
                 scored.add(RowFactory.create(values));
               }
