@@ -17,7 +17,6 @@ from pathlib import Path
 
 import psutil
 
-from kernel.errors import EcomError
 from kernel.settings import REPO_ROOT, Settings
 
 
@@ -46,38 +45,19 @@ def _cpu_model() -> str:
 
 def create_topic(settings: Settings, name: str, partitions: int | None = None) -> None:
     """A fresh topic (the `transactions` partition count unless told); one line if Kafka is down."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+    from kernel.kafka import create_topics
 
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka.bootstrap_servers, request_timeout_ms=10_000
-        )
-    except (KafkaTimeoutError, KafkaConnectionError) as exc:
-        raise EcomError(
-            f"Kafka broker not reachable at {settings.kafka.bootstrap_servers}; start it with `ecom up`"
-        ) from exc
-    try:
-        admin.create_topics(
-            [NewTopic(name, partitions or settings.kafka.partitions, settings.kafka.replication_factor)]
-        )
-    finally:
-        admin.close()
+    k = settings.kafka
+    create_topics(
+        k.bootstrap_servers, [name], partitions or k.partitions, k.replication_factor, exist_ok=False
+    )
 
 
 def delete_topics(settings: Settings, names: list[str]) -> None:
     """Remove a benchmark's topics when it ends."""
-    from kafka.admin import KafkaAdminClient
+    from kernel.kafka import delete_topics as delete
 
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        request_timeout_ms=10_000,
-        bootstrap_timeout_ms=5_000,
-    )
-    try:
-        admin.delete_topics(names)
-    finally:
-        admin.close()
+    delete(settings.kafka.bootstrap_servers, names)
 
 
 def produce_live(

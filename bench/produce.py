@@ -1,7 +1,7 @@
 """`ecom bench produce`: events/s from simulation to broker acknowledgement, in one process.
 
 Each run generates N events with the live clock unpaced (the `ecom generate --events N --rate 0` path:
-vectorised simulation, dict rendering, orjson, sampled contract checks, kafka-python with acks=all),
+vectorised simulation, JSON rendering, sampled contract checks, confluent-kafka with acks=all),
 produces them to a fresh topic (same partition count as `transactions`) and waits for every ack; the
 figure is N / wall time. The median of several runs is reported; the topics are deleted afterwards.
 """

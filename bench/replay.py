@@ -69,14 +69,19 @@ def _replay_child(path: str, topics: dict[str, str], chunk_rows: int, out: Any) 
 
 
 def _first_record_time(settings: Settings, topic: str, stop: threading.Event, seen: list[float]) -> None:
-    from kafka import KafkaConsumer
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=settings.kafka.bootstrap_servers, auto_offset_reset="earliest"
-    )
+    from kernel.kafka import consumer as kafka_consumer
+    from kernel.kafka import topic_partitions
+
+    consumer = kafka_consumer(settings.kafka.bootstrap_servers)
+    # assigned, not subscribed: no group join delays the first read
+    n = topic_partitions(consumer)[topic]
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)])
     try:
         while not stop.is_set() and not seen:
-            if any(consumer.poll(timeout_ms=100, max_records=1).values()):
+            msg = consumer.poll(0.1)
+            if msg is not None and not msg.error():
                 seen.append(time.time())
     finally:
         consumer.close()

@@ -282,14 +282,9 @@ def _latencies(settings: Settings, prefix: str) -> list[tuple[float, float]]:
 
 def _in_topic(settings: Settings, topic: str) -> int:
     """Records in the topic (sum of the partitions' end offsets): what the broker acknowledged."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kernel.kafka import end_offsets
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return int(sum(consumer.end_offsets(parts).values()))
-    finally:
-        consumer.close()
+    return int(sum(end_offsets(settings.kafka.bootstrap_servers, [topic])[topic].values()))
 
 
 def _tree_memory_mb(pid: int) -> tuple[float, float]:

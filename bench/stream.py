@@ -485,9 +485,9 @@ def _realtime_measure(spark, settings: Settings, build, rate: float, seconds: fl
     topic with the real-time trigger; warm up, produce `rate` events/s for `seconds`, read them back."""
     import queue
 
-    from kafka import KafkaConsumer
     from pyspark.sql import functions as F
 
+    from kernel.kafka import consumer as kafka_consumer
     from kernel.stats import percentiles
 
     tag = uuid.uuid4().hex[:8]
@@ -514,9 +514,8 @@ def _realtime_measure(spark, settings: Settings, build, rate: float, seconds: fl
         query = _start_realtime_to_kafka(out, settings, topic_out, work / "rt")
     except Exception as exc:  # report what real-time mode says instead of failing the benchmark
         return {"supported": False, "error": str(exc).splitlines()[0][:300]}
-    consumer = KafkaConsumer(
-        topic_out, bootstrap_servers=settings.kafka.bootstrap_servers, auto_offset_reset="earliest"
-    )
+    consumer = kafka_consumer(settings.kafka.bootstrap_servers)
+    consumer.subscribe([topic_out])
     try:
         # warm up: measure only once events already flow through the running query
         warm: queue.Queue = queue.Queue()
@@ -557,12 +556,13 @@ def _read_back(consumer, namespace: str, expected: int, timeout_s: float) -> lis
     lat: list[float] = []
     quiet_until = time.time() + timeout_s
     while len(lat) < expected and time.time() < quiet_until:
-        for records in consumer.poll(timeout_ms=500).values():
-            for rec in records:
-                body = json.loads(rec.value)
-                if str(body.get("transaction_id") or "").startswith(namespace):
-                    lat.append(rec.timestamp - body["produced_us"] / 1000.0)
-                    quiet_until = time.time() + timeout_s
+        for rec in consumer.consume(num_messages=10_000, timeout=0.5):
+            if rec.error():
+                continue
+            body = json.loads(rec.value())
+            if str(body.get("transaction_id") or "").startswith(namespace):
+                lat.append(rec.timestamp()[1] - body["produced_us"] / 1000.0)
+                quiet_until = time.time() + timeout_s
     return lat
 
 

@@ -1,16 +1,16 @@
-"""The edge of the platform: events, chargeback labels and dead letters into Kafka (kafka-python).
+"""The edge of the platform: events, chargeback labels and dead letters into Kafka (confluent-kafka).
 
-Transactions are keyed by customer_id (so one customer's events stay ordered in one partition), JSON
-encoded with orjson, batched (linger + large batches), lz4-compressed, acks=all with retries and the
-idempotent producer (a retried batch is not written twice). What fails the contract at the edge goes
-to the dead-letter topic with the raw payload and the reason, never dropped.
+Transactions are keyed by customer_id (so one customer's events stay ordered in one partition; the
+partition is Kafka's murmur2 choice, as the Java client and Spark make it), JSON encoded with orjson,
+batched (linger + large batches), lz4-compressed, acks=all with retries and the idempotent producer (a
+retried batch is not written twice). What fails the contract at the edge goes to the dead-letter topic
+with the raw payload and the reason, never dropped.
 """
 
 from __future__ import annotations
 
 import fcntl
 import gc
-import inspect
 import re
 import time
 from collections import deque
@@ -22,29 +22,35 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaProducer
-from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
-from kafka.partitioner.default import murmur2
-from kafka.structs import TopicPartition
+from confluent_kafka import KafkaException, Producer
 
 from events.contract import validate_chargeback, validate_transaction
 from kernel.errors import EcomError
+from kernel.kafka import QUIET, broker_down, topic_partitions
 from kernel.settings import Settings, get_settings
 
-# Producer tuning (measured in docs/events.md): big batches and a short linger let lz4 compress whole
-# batches; acks=all + idempotence make retries safe.
+# Producer tuning (measured in docs/events.md), librdkafka's names: a short linger and big batches let lz4
+# compress whole batches; acks=all + idempotence make retries safe (librdkafka retries until
+# message.timeout.ms). `murmur2_random` is Kafka's default partitioner (librdkafka's own default hashes
+# keys with CRC32, which would put a customer on another partition than Spark and the Java client do).
 PRODUCER_CONFIG: dict[str, Any] = {
     "acks": "all",
-    "enable_idempotence": True,
-    "retries": 10,
-    "linger_ms": 20,
-    "batch_size": 512 * 1024,
-    "compression_type": "lz4",
-    "max_request_size": 8 * 1024 * 1024,
-    "max_block_ms": 10_000,
-    "request_timeout_ms": 30_000,
-    "bootstrap_timeout_ms": 5_000,  # an unreachable broker fails in seconds, not 30 s
+    "enable.idempotence": True,
+    "partitioner": "murmur2_random",
+    "linger.ms": 20,
+    "batch.size": 1024 * 1024,
+    "batch.num.messages": 20_000,
+    "compression.type": "lz4",
+    "message.max.bytes": 8 * 1024 * 1024,
+    "request.timeout.ms": 30_000,
+    "message.timeout.ms": 120_000,  # a record not acknowledged within 2 minutes is reported as failed
+    # the local queue bounds memory: produce() waits for room once 100k records / 128 MiB are in flight
+    "queue.buffering.max.messages": 100_000,
+    "queue.buffering.max.kbytes": 128 * 1024,
+    "delivery.report.only.error": True,  # no Python callback per acknowledged record
+    **QUIET,
 }
+CONNECT_TIMEOUT_S = 5  # an unreachable broker fails in seconds
 
 
 LEGAL_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
@@ -55,11 +61,6 @@ def topic_name_error(name: str) -> str | None:
     if not LEGAL_TOPIC.fullmatch(name) or name in (".", ".."):
         return f"{name!r} is not a legal Kafka topic name (1-249 of letters, digits, '.', '_', '-')"
     return None
-
-
-def partition_for_key(key: bytes, n_partitions: int) -> int:
-    """Kafka's default (murmur2) partition of a key: the same choice the Java client and Spark make."""
-    return (murmur2(key) & 0x7FFFFFFF) % n_partitions
 
 
 @dataclass
@@ -87,7 +88,10 @@ def dead_letter_record(raw: Any, reason: str, source: str, line: int | None = No
 
 
 class EventProducer:
-    """Produces to the transactions, labels and dead-letter topics; topics default to the settings."""
+    """Produces to the transactions, labels and dead-letter topics; topics default to the settings.
+
+    `overrides` are librdkafka settings on top of PRODUCER_CONFIG (e.g. `**{"linger.ms": 5}`).
+    """
 
     def __init__(
         self,
@@ -97,7 +101,6 @@ class EventProducer:
         dead_letter_topic: str | None = None,
         validate: str = "sample",
         sample_every: int = 997,
-        fast: bool = True,
         **overrides: Any,
     ) -> None:
         s = settings or get_settings()
@@ -114,63 +117,42 @@ class EventProducer:
         self.validate = validate
         self.sample_every = max(1, sample_every)
         self.stats = ProduceStats()
-        self._partition_cache: dict[str, dict[bytes, int]] = {}
-        self._n_partitions: dict[str, int] = {}
         self._count = 0
-        self._inflight: deque = deque()  # futures not yet known to be acknowledged
+        self._producer = Producer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "client.id": "ecom-generator",
+                "on_delivery": self._on_delivery,
+                **PRODUCER_CONFIG,
+                **overrides,
+            }
+        )
         try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=self.bootstrap.split(","),
-                client_id="ecom-generator",
-                **(PRODUCER_CONFIG | overrides),
-            )
-        except (KafkaTimeoutError, KafkaConnectionError) as exc:
-            raise EcomError(
-                f"Kafka broker not reachable at {self.bootstrap} ({type(exc).__name__}); "
-                "start the local stack with `ecom up` (or set ECOM_KAFKA_BOOTSTRAP)"
-            ) from exc
-        for t in {self.topic, self.labels_topic, self.dead_letter_topic}:
-            self._partitions(t)
-        self._fast = _FastAppend.attach(self._producer) if fast else None
-
-    @property
-    def fast_path(self) -> bool:
-        """Whether events go straight to kafka-python's record accumulator (see _FastAppend)."""
-        return self._fast is not None
-
-    def _partitions(self, topic: str) -> int:
-        n = self._n_partitions.get(topic)
-        if n is None:
-            try:
-                parts = self._producer.partitions_for(topic)
-            except KafkaTimeoutError as exc:
+            partitions = topic_partitions(self._producer, CONNECT_TIMEOUT_S)
+        except KafkaException as exc:
+            raise broker_down(self.bootstrap, exc.args[0].str()) from exc
+        for t in (self.topic, self.labels_topic, self.dead_letter_topic):
+            if t not in partitions:
                 raise EcomError(
-                    f"Kafka topic {topic!r} not found on {self.bootstrap}; create it (`ecom up` creates the "
+                    f"Kafka topic {t!r} not found on {self.bootstrap}; create it (`ecom up` creates the "
                     "default topics) or pass an existing one with --topic/--labels-topic"
-                ) from exc
-            n = self._n_partitions[topic] = len(parts)
-        return n
+                )
 
-    def _partition(self, topic: str, key: bytes) -> int:
-        # murmur2 is pure Python: compute it once per (topic, customer), not once per event
-        cache = self._partition_cache.setdefault(topic, {})
-        p = cache.get(key)
-        if p is None:
-            p = cache[key] = partition_for_key(key, self._partitions(topic))
-        return p
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        # called (from poll/flush) only for records that failed: delivery.report.only.error
+        if err is not None:
+            self.stats.failed += 1
+            if len(self.stats.errors) < 20:
+                self.stats.errors.append(f"{err.name()}: {err.str()}")
 
-    def _on_error(self, exc: BaseException) -> None:
-        self.stats.failed += 1
-        if len(self.stats.errors) < 20:
-            self.stats.errors.append(f"{type(exc).__name__}: {exc}")
-
-    def _reap(self, wait: bool = False) -> None:
-        """Count failed deliveries among finished futures (cheaper than a callback per record)."""
-        inflight = self._inflight
-        while inflight and (wait or inflight[0].is_done):
-            fut = inflight.popleft()
-            if fut.failed():
-                self._on_error(fut.exception)
+    def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
+        """One record into librdkafka's queue, waiting for room when the queue is full."""
+        while True:
+            try:
+                self._producer.produce(topic, value, key)
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # the queue drains as the broker acknowledges
 
     def send_events(self, events: Iterable[dict[str, Any]]) -> int:
         """Validate (per the `validate` policy), encode and send; invalid events go to the dead letters."""
@@ -180,18 +162,12 @@ class EventProducer:
         """Send (key, event) pairs where the event is a dict or its JSON bytes (the simulator's fast path)."""
         sent = 0
         topic = self.topic
-        send = self._producer.send
+        produce = self._producer.produce
         dumps = orjson.dumps
-        track = self._inflight.append
         check = self.validate
         every = self.sample_every
         count = self._count
         raw_types = (bytes, bytearray)
-        partitions = self._partition_cache.setdefault(topic, {})
-        append, wakeup = (self._fast.append, self._fast.wakeup) if self._fast else (None, None)
-        tps = [TopicPartition(topic, i) for i in range(self._partitions(topic))]
-        no_headers: list = []
-        size_limit = self._producer.config["max_request_size"] // 2  # far below: send() would check
         for key, ev in records:
             count += 1
             if check == "all" or (check == "sample" and count % every == 0):
@@ -201,20 +177,14 @@ class EventProducer:
                     self.send_dead_letter(parsed, "; ".join(errors), source="producer")
                     continue
             value = ev if isinstance(ev, raw_types) else dumps(ev)
-            partition = partitions.get(key)
-            if partition is None:
-                partition = self._partition(topic, key)
-            if append is not None and len(value) < size_limit:
-                fut, full, new_batch, _ = append(tps[partition], None, key, value, no_headers)
-                if full or new_batch:
-                    wakeup()
-                track(fut)
-            else:
-                track(send(topic, value, key=key, partition=partition))
+            try:
+                produce(topic, value, key)
+            except BufferError:
+                self._produce(topic, value, key)
             sent += 1
         self._count = count
         self.stats.events += sent
-        self._reap()
+        self._producer.poll(0)  # serve delivery reports (failures only)
         return sent
 
     def send_labels(self, labels: Iterable[dict[str, Any]]) -> int:
@@ -224,8 +194,7 @@ class EventProducer:
             if errors:
                 self.send_dead_letter(label, "chargeback: " + "; ".join(errors), source="labels")
                 continue
-            key = str(label["customer_id"]).encode()
-            self._inflight.append(self._producer.send(self.labels_topic, orjson.dumps(label), key=key))
+            self._produce(self.labels_topic, orjson.dumps(label), str(label["customer_id"]).encode())
             sent += 1
         self.stats.labels += sent
         return sent
@@ -236,15 +205,17 @@ class EventProducer:
         if isinstance(raw, dict) and raw.get("customer_id") not in (None, ""):
             key = str(raw["customer_id"]).encode()
         value = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
-        self._inflight.append(self._producer.send(self.dead_letter_topic, value, key=key))
+        self._produce(self.dead_letter_topic, value, key)
         self.stats.dead_letters += 1
 
     def flush(self, timeout: float | None = 60) -> None:
-        try:
-            self._producer.flush(timeout=timeout)
-        except KafkaError as exc:
-            raise EcomError(f"Kafka at {self.bootstrap} did not acknowledge in {timeout}s: {exc}") from exc
-        self._reap(wait=True)
+        """Wait until the broker acknowledged every record; one line when it did not."""
+        remaining = self._producer.flush(-1 if timeout is None else timeout)
+        if remaining:
+            raise EcomError(
+                f"Kafka at {self.bootstrap} did not acknowledge {remaining} records in {timeout}s; "
+                "check `ecom status` and rerun"
+            )
         if self.stats.failed:
             raise EcomError(
                 f"{self.stats.failed} records were not acknowledged by {self.bootstrap} "
@@ -252,48 +223,14 @@ class EventProducer:
             )
 
     def close(self, timeout: float = 30) -> None:
-        self._producer.close(timeout=timeout)
+        """Deliver what is queued (up to `timeout` s), then let the client go."""
+        self._producer.flush(timeout)
 
     def __enter__(self) -> EventProducer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _FastAppend:
-    """Transactions straight into kafka-python's record accumulator, skipping `KafkaProducer.send`.
-
-    `send()` spends ~40% of its time on per-call work that is constant for our records (the topic's
-    metadata is already loaded, the partition is computed and cached, there are no headers and no
-    transactions, records are far below max_request_size): measured 71k -> 105k records per CPU-second.
-    The accumulator, batching, compression, acks, retries and idempotent sequencing are unchanged:
-    this calls the same `append` that `send()` calls and wakes the sender the same way. It relies on
-    kafka-python internals, so it attaches only when they look exactly as in the pinned version
-    (kafka-python 3.0.12) and the producer is not transactional; otherwise the producer uses `send()`.
-    tests/events checks that it is active with the pinned version, so an upgrade that breaks it shows.
-    """
-
-    def __init__(self, append: Any, wakeup: Any) -> None:
-        self.append = append
-        self.wakeup = wakeup
-
-    @classmethod
-    def attach(cls, producer: KafkaProducer) -> _FastAppend | None:
-        acc = getattr(producer, "_accumulator", None)
-        sender = getattr(producer, "_sender", None)
-        tm = getattr(producer, "_transaction_manager", None)
-        if acc is None or sender is None or not callable(getattr(sender, "wakeup", None)):
-            return None
-        if tm is not None and tm.is_transactional():
-            return None
-        try:
-            params = list(inspect.signature(acc.append).parameters)
-        except (TypeError, ValueError):
-            return None
-        if params[:5] != ["tp", "timestamp_ms", "key", "value", "headers"]:
-            return None
-        return cls(acc.append, sender.wakeup)
 
 
 def paced(

@@ -102,17 +102,10 @@ class KafkaResource(dg.ConfigurableResource):
 
     def end_offsets(self, topics: Sequence[str]) -> dict[str, tuple[int, int]]:
         """Per topic: (sum of its partitions' end offsets = messages ever produced, partitions)."""
-        from kafka import KafkaConsumer, TopicPartition  # imported when an observation runs
+        from kernel.kafka import end_offsets  # imported when an observation runs
 
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=15000)
-        try:
-            out = {}
-            for topic in topics:
-                tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
-                out[topic] = (sum(consumer.end_offsets(tps).values()) if tps else 0, len(tps))
-            return out
-        finally:
-            consumer.close()
+        ends = end_offsets(self.bootstrap_servers, list(topics), timeout=15)
+        return {topic: (sum(ends[topic].values()), len(ends[topic])) for topic in topics}
 
 
 class MetabaseResource(dg.ConfigurableResource):

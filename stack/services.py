@@ -608,17 +608,11 @@ class Kafka(Service):
         if not port_open(self.host, self.port):
             return False
         try:
-            from kafka import KafkaAdminClient
+            from kernel.kafka import admin_client, topic_partitions
 
-            admin = KafkaAdminClient(
-                bootstrap_servers=self.settings.kafka.bootstrap_servers,
-                request_timeout_ms=3000,
-                client_id="ecom-health",
+            topic_partitions(
+                admin_client(self.settings.kafka.bootstrap_servers, **{"client.id": "ecom-health"}), 3
             )
-            try:
-                admin.list_topics()
-            finally:
-                admin.close()
             return True
         except Exception:
             return False
@@ -695,33 +689,11 @@ def ensure_topics(
     settings: Settings, names: list[str] | None = None, partitions: int | None = None
 ) -> list[str]:
     """Create the platform topics (or `names`) if missing; returns the ones created."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from kernel.kafka import create_topics
 
     k = settings.kafka
     wanted = names or [k.topic_transactions, k.topic_dead_letter, k.topic_labels]
-    admin = KafkaAdminClient(bootstrap_servers=k.bootstrap_servers, client_id="ecom-topics")
-    try:
-        existing = set(admin.list_topics())
-        missing = [t for t in wanted if t not in existing]
-        if missing:
-            try:
-                admin.create_topics(
-                    [
-                        NewTopic(
-                            t,
-                            num_partitions=partitions or k.partitions,
-                            replication_factor=k.replication_factor,
-                        )
-                        for t in missing
-                    ]
-                )
-            except TopicAlreadyExistsError:
-                pass
-        return missing
-    finally:
-        admin.close()
+    return create_topics(k.bootstrap_servers, wanted, partitions or k.partitions, k.replication_factor)
 
 
 class Mlflow(Service):

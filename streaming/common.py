@@ -40,7 +40,7 @@ class KafkaLag:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.positions: dict[int, int] = {}
-        self._consumer = None
+        self._admin = None
 
     def advance(self, partitions: np.ndarray, ends: np.ndarray) -> None:
         """Record positions consumed: `ends[i]` = the next offset after what was read of `partitions[i]`."""
@@ -49,16 +49,14 @@ class KafkaLag:
 
     def lag(self) -> int | None:
         try:
-            from kafka import KafkaConsumer, TopicPartition
+            from kernel.kafka import admin_client, end_offsets
 
-            if self._consumer is None:
-                self._consumer = KafkaConsumer(
-                    bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
-                )
-            parts = self._consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in parts]
-            ends = self._consumer.end_offsets(tps)
-            return int(sum(max(0, end - self.positions.get(tp.partition, end)) for tp, end in ends.items()))
+            if self._admin is None:
+                self._admin = admin_client(self.bootstrap_servers)
+            ends = end_offsets(self.bootstrap_servers, [self.topic], timeout=10, admin=self._admin)[
+                self.topic
+            ]
+            return int(sum(max(0, end - self.positions.get(p, end)) for p, end in ends.items()))
         except Exception as exc:  # metrics must never fail a batch
             log.debug("kafka lag unavailable: %s", exc)
             return None

@@ -14,13 +14,9 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 def _leftovers(stack) -> tuple[set[str], set[str]]:
     """The probe's topics in Kafka and its work folders beside the checkpoints."""
-    from kafka.admin import KafkaAdminClient
+    from kernel.kafka import topic_names
 
-    admin = KafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap_servers)
-    try:
-        topics = {t for t in admin.list_topics() if t.startswith("bench_floor_")}
-    finally:
-        admin.close()
+    topics = {t for t in topic_names(stack.kafka.bootstrap_servers) if t.startswith("bench_floor_")}
     folders = {p.name for p in stack.spark.checkpoint_dir.parent.glob("bench_floor_*")}
     return topics, folders
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from kafka import KafkaConsumer
 
 from bench.stream import _read_back
+from kernel.kafka import consumer as kafka_consumer
 from tests.streaming.support import create_topic, produce, unique
 
 pytestmark = pytest.mark.stack
@@ -22,9 +22,8 @@ def test_read_back_keeps_the_namespace_and_stops_when_all_came_back(stack):
         for i in range(20)
     ]
     produce(stack, topic, [], records)
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=stack.kafka.bootstrap_servers, auto_offset_reset="earliest"
-    )
+    consumer = kafka_consumer(stack.kafka.bootstrap_servers)
+    consumer.subscribe([topic])
     try:
         lat = _read_back(consumer, "rAAA", expected=20, timeout_s=20.0)
         # the warm-up namespace was read past, not counted; nothing more arrives for the next call

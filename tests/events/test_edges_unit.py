@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from kafka.partitioner.default import DefaultPartitioner
 
 from ecom.cli import main
 from events.contract import validate_chargeback, validate_transaction
-from events.producer import LabelOutbox, dead_letter_record, partition_for_key
+from events.producer import PRODUCER_CONFIG, LabelOutbox, dead_letter_record
 from events.replay import ColumnMapping, convert_rows, read_table
 from kernel.errors import EcomError
+from kernel.kafka import murmur2, partition_for_key
 
 MAPPING = ColumnMapping(
     {
@@ -124,20 +124,27 @@ def test_csv_lines_with_the_wrong_field_count_are_reported_not_fatal(tmp_path: P
     assert malformed[0][1] == {"fields": ["3", "4", "5"]}
 
 
-def test_partition_for_key_matches_kafkas_default_partitioner():
-    class Cluster:
-        def topics(self):
-            return {"t"}
+def test_murmur2_is_kafkas():
+    # the Java client's own vectors (org.apache.kafka.common.utils.UtilsTest.testMurmur2), as signed ints
+    java = {
+        b"21": -973932308,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"a-little-bit-longer-string": -1486304829,
+        b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        b"abc": 479470107,
+    }
+    for key, expected in java.items():
+        assert murmur2(key) == expected & 0xFFFFFFFF, key
+    # the partition: positive part of the hash modulo the partition count, as the Java default partitioner
+    assert [partition_for_key(k, 6) for k in (b"C000001", b"C019999", b"abc", b"21")] == [1, 5, 3, 0]
 
-        def partitions_for_topic(self, topic):
-            return set(range(6))
 
-        def available_partitions_for_topic(self, topic):
-            return set(range(6))
-
-    part = DefaultPartitioner()
-    for key in (b"C000001", b"C000002", b"abc", b"C019999"):
-        assert partition_for_key(key, 6) == part.partition("t", key, key, None, None, Cluster())
+def test_the_producer_partitions_keys_as_kafkas_default_partitioner():
+    # librdkafka's own default (consistent_random) hashes keys with CRC32: a customer would land on another
+    # partition than the one Spark and the Java client pick; the broker test checks where records land
+    assert PRODUCER_CONFIG["partitioner"] == "murmur2_random"
+    assert PRODUCER_CONFIG["enable.idempotence"] is True and PRODUCER_CONFIG["acks"] == "all"
 
 
 def test_label_outbox_releases_due_labels_and_keeps_the_rest(tmp_path: Path):

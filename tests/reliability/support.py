@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from kafka import KafkaProducer
 
 from bench.harness import ecom_cmd as ecom_cmd  # the subprocess helpers live with the benchmarks' (soak)
 from bench.harness import kill9 as kill9
@@ -29,7 +28,7 @@ from bench.harness import tree_rss_mb as tree_rss_mb
 from events.contract import validate_transaction
 from kernel.db import connect
 from kernel.settings import REPO_ROOT, Settings, load_settings
-from tests.streaming.support import make_events
+from tests.streaming.support import RecordSender, make_events
 
 # ---------------------------------------------------------------------------------------------------------
 # events and producing
@@ -45,14 +44,13 @@ def fresh_events(n: int, seed: int, spacing_ms: float = 5.0, **kw: Any) -> list[
     return events
 
 
-def producer(settings: Settings | str) -> KafkaProducer:
+def producer(settings: Settings | str) -> RecordSender:
+    """A producer that rides out a broker restart (librdkafka retries until message.timeout.ms)."""
     bootstrap = settings if isinstance(settings, str) else settings.kafka.bootstrap_servers
-    return KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, retries=50, request_timeout_ms=60000
-    )
+    return RecordSender(bootstrap, **{"request.timeout.ms": 60_000, "message.timeout.ms": 300_000})
 
 
-def send_events(prod: KafkaProducer, topic: str, events: list[dict[str, Any]]) -> None:
+def send_events(prod: RecordSender, topic: str, events: list[dict[str, Any]]) -> None:
     for e in events:
         prod.send(topic, key=e["customer_id"].encode(), value=json.dumps(e).encode())
     prod.flush()

@@ -57,36 +57,32 @@ def test_master_dataset_is_append_only(stack):
 
 
 def test_message_round_trips_through_kafka(stack):
-    from kafka import KafkaConsumer, KafkaProducer
+    from confluent_kafka import Producer
+
+    from kernel.kafka import consumer as kafka_consumer
 
     topic = f"roundtrip-{uuid.uuid4().hex[:8]}"
     stack_mod.ensure_topics(stack, [topic], partitions=3)
-    producer = KafkaProducer(bootstrap_servers=stack.kafka.bootstrap_servers, acks="all")
-    producer.send(topic, key=b"C1", value=b"hello").get(timeout=30)
-    producer.close()
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=stack.kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=15000,
-        group_id=f"t-{uuid.uuid4().hex[:6]}",
-    )
-    values = [(m.key, m.value) for m in consumer]
+    delivered = []
+    producer = Producer({"bootstrap.servers": stack.kafka.bootstrap_servers, "acks": "all"})
+    producer.produce(topic, b"hello", b"C1", on_delivery=lambda err, msg: delivered.append(err))
+    assert producer.flush(30) == 0 and delivered == [None]
+    consumer = kafka_consumer(stack.kafka.bootstrap_servers)  # its own consumer group
+    consumer.subscribe([topic])
+    values, deadline = [], time.monotonic() + 30
+    while not values and time.monotonic() < deadline:
+        values = [(m.key(), m.value()) for m in consumer.consume(10, timeout=1) if not m.error()]
     consumer.close()
     assert values == [(b"C1", b"hello")]
 
 
 def test_platform_topics_exist_with_several_partitions(stack):
-    from kafka import KafkaConsumer
+    from kernel.kafka import admin_client, topic_partitions
 
-    consumer = KafkaConsumer(bootstrap_servers=stack.kafka.bootstrap_servers)
-    try:
-        parts = consumer.partitions_for_topic(stack.kafka.topic_transactions)
-        assert parts and len(parts) == stack.kafka.partitions >= 3
-        assert consumer.partitions_for_topic(stack.kafka.topic_dead_letter)
-        assert consumer.partitions_for_topic(stack.kafka.topic_labels)
-    finally:
-        consumer.close()
+    parts = topic_partitions(admin_client(stack.kafka.bootstrap_servers))
+    assert parts.get(stack.kafka.topic_transactions) == stack.kafka.partitions >= 3
+    assert parts.get(stack.kafka.topic_dead_letter)
+    assert parts.get(stack.kafka.topic_labels)
 
 
 def test_mlflow_logs_a_run_and_registers_a_model_version(stack, tmp_path):

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
+from confluent_kafka import Producer
 
 from events.contract import validate_transaction
+from kernel.kafka import QUIET, create_topics
 from kernel.settings import Settings
 
 
@@ -61,24 +61,58 @@ def make_events(
 
 
 def create_topic(settings: Settings, topic: str, partitions: int = 3) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    try:
-        admin.create_topics([NewTopic(topic, partitions, settings.kafka.replication_factor)])
-    finally:
-        admin.close()
+    k = settings.kafka
+    create_topics(k.bootstrap_servers, [topic], partitions, k.replication_factor, exist_ok=False)
+
+
+class RecordSender:
+    """Raw records into Kafka for tests that need payloads the project's producer would refuse: keyed by
+    Kafka's murmur2 partitioner (as Spark and the EventProducer), acks=all, idempotent; `flush` raises
+    unless the broker acknowledged every record."""
+
+    def __init__(self, bootstrap: str, **conf: Any) -> None:
+        self.failed: list[str] = []
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "partitioner": "murmur2_random",
+                "linger.ms": 5,
+                "on_delivery": self._on_delivery,
+                **QUIET,
+                **conf,
+            }
+        )
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.failed.append(err.str())
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def flush(self, timeout: float = 300) -> None:
+        remaining = self._producer.flush(timeout)
+        assert not remaining and not self.failed, f"{remaining} unacknowledged, failed: {self.failed[:3]}"
+
+    def close(self) -> None:
+        self.flush()
 
 
 def produce(settings: Settings, topic: str, events: list[dict[str, Any]], raw: list[bytes] = ()) -> None:
     """Send events (keyed by customer) and raw payloads; waits until the broker acknowledged all."""
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", linger_ms=5)
-    try:
-        for e in events:
-            producer.send(topic, key=e["customer_id"].encode(), value=json.dumps(e).encode())
-        for payload in raw:
-            producer.send(topic, value=payload)
-        producer.flush()
-    finally:
-        producer.close()
+    producer = RecordSender(settings.kafka.bootstrap_servers)
+    for e in events:
+        producer.send(topic, key=e["customer_id"].encode(), value=json.dumps(e).encode())
+    for payload in raw:
+        producer.send(topic, value=payload)
+    producer.flush()
 
 
 def register_test_versions(settings: Settings, model_name: str, n_versions: int = 1) -> list[str]:
