@@ -11,7 +11,9 @@ Stages timed separately: making the data (not training, reported for context), t
 walk over the whole history, wall and CPU seconds, rows/s), hyperparameter selection, the final fits +
 hold-out evaluation, and the whole `train()` including MLflow logging and registration (registered under a
 bench model name, never promoted, so the real champion is untouched). `--walk-only` times the history walk
-alone (no MLflow, no stack needed).
+alone (no MLflow, no stack needed); `--walk-cache` adds training's cached walk (ml/walk_cache.py, a fresh
+temporary cache): a first run without the latest `--new-share` of the rows, a second run on all of them, and
+whether the second run's frame equals the full walk's.
 """
 
 from __future__ import annotations
@@ -62,18 +64,49 @@ def _data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, dict[st
     return tx, cb, {"customers": customers, "days": days}
 
 
-def _walk(tx: pd.DataFrame, cb: pd.DataFrame) -> dict[str, float]:
+def _walk(tx: pd.DataFrame, cb: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
     from ml.features import history_context
 
     t0, cpu0 = time.perf_counter(), time.process_time()
-    history_context(tx, cb, progress=True)
+    full, _ = history_context(tx, cb, progress=True)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {
+    return full, {
         "context_s": round(wall, 2),
         "context_cpu_s": round(cpu, 2),
         "context_rows_per_s": round(len(tx) / wall),
         "context_rows_per_cpu_s": round(len(tx) / cpu),
     }
+
+
+def _timed_cached_walk(tx: pd.DataFrame, cb: pd.DataFrame, cache_dir: Path) -> tuple[pd.DataFrame, dict]:
+    from ml.walk_cache import cached_history_context
+
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    enriched, _, outcome = cached_history_context(tx, cb, cache_dir, "bench walk cache", progress=True)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return enriched, {
+        "rows": len(tx),
+        "s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "rows_per_s": round(len(tx) / wall),
+        "rows_per_cpu_s": round(len(tx) / cpu),
+        **{k: round(v, 2) if isinstance(v, float) else v for k, v in outcome.as_dict().items()},
+    }
+
+
+def _walk_cache(tx: pd.DataFrame, cb: pd.DataFrame, full: pd.DataFrame, new_share: float) -> dict[str, Any]:
+    """Training's walk with its cache (ml/walk_cache.py) in a fresh folder: a first run on the rows before
+    the last `new_share` of them (walk order: an append-only master before its latest rows landed), then a
+    second run on all rows; the second run's frame is compared with the plain full walk's (`full`)."""
+    ordered = tx.sort_values(["event_time", "transaction_id"], kind="mergesort")
+    first_rows = ordered.head(len(tx) - max(1, round(len(tx) * new_share)))
+    with tempfile.TemporaryDirectory() as cache_dir:
+        _, first = _timed_cached_walk(first_rows, cb, Path(cache_dir))
+        second_frame, second = _timed_cached_walk(tx, cb, Path(cache_dir))
+    identical = full.columns.equals(second_frame.columns) and all(
+        full[c].equals(second_frame[c]) for c in full.columns
+    )
+    return {"new_share": new_share, "first": first, "second": second, "identical_to_full_walk": identical}
 
 
 def bench_train(args: argparse.Namespace) -> int:
@@ -87,8 +120,10 @@ def bench_train(args: argparse.Namespace) -> int:
         "data_s": round(data_s, 2),
         "load_avg_1m_before": round(os.getloadavg()[0], 2),
     }
-    if args.walk_only:
-        out["walk"] = _walk(tx, cb)
+    if args.walk_only or args.walk_cache:
+        full, out["walk"] = _walk(tx, cb)
+        if args.walk_cache:
+            out["walk_cache"] = _walk_cache(tx, cb, full, args.new_share)
     else:
         from ml.train import TrainConfig, train
 
@@ -118,7 +153,8 @@ def bench_train(args: argparse.Namespace) -> int:
             "grid": args.grid,
             "seed": args.seed,
             "label_delay_days": _label_delay(args),
-            "walk_only": args.walk_only,
+            "walk_only": args.walk_only or args.walk_cache,
+            "walk_cache": args.walk_cache,
             "model_name": args.model_name,
         },
         machine=machine_info(),
@@ -131,6 +167,12 @@ def bench_train(args: argparse.Namespace) -> int:
         )
         for k, v in {**out.get("train_s", {}), **out["walk"]}.items():
             print(f"  {k:<24} {v:>12,.1f}")
+        for run in ("first", "second") if "walk_cache" in out else ():
+            r = out["walk_cache"][run]
+            print(
+                f"  cached walk, {run} run: {r['rows']:,} rows ({r['rows_from_cache']:,} from the cache) in "
+                f"{r['s']:.1f} s = {r['rows_per_s']:,} rows/s ({r['rows_per_cpu_s']:,} rows/CPU-s)"
+            )
         if "holdout_metrics" in out:
             print("  hold-out: " + ", ".join(f"{k}={v:.4f}" for k, v in out["holdout_metrics"].items()))
     return 0
@@ -162,6 +204,18 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
         "--grid", choices=["quick", "full"], default="full", help="hyperparameter grid (default full)"
     )
     p.add_argument("--walk-only", action="store_true", help="time the history walk only (no MLflow)")
+    p.add_argument(
+        "--walk-cache",
+        action="store_true",
+        help="also time training's cached walk (implies --walk-only): a first run without the last "
+        "--new-share of the rows, then a second run on all of them from the first run's cache",
+    )
+    p.add_argument(
+        "--new-share",
+        type=float,
+        default=0.01,
+        help="share of the rows the second cached run adds (default 0.01)",
+    )
     p.add_argument("--model-name", default="fraud_detector_bench", help="registered model for the bench runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=bench_train)

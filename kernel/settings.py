@@ -278,6 +278,11 @@ class Settings:
     def venv_bin(self) -> Path:
         return self.repo_root / ".venv" / "bin"
 
+    @property
+    def walk_cache_dir(self) -> Path:
+        """Training's history-walk cache (ml/walk_cache.py): a walk's end state and context per data source."""
+        return self.state_dir / "ml" / "walk_cache"
+
 
 def _number(name: str, raw: str, kind: type):
     """An integer/float setting, or a one-line error naming the variable (not a ValueError traceback)."""

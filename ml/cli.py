@@ -57,6 +57,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help="investigators' daily review capacity (default: 2%% of the daily volume)",
     )
     p.add_argument("--quick", action="store_true", help="tiny hyperparameter grid (smoke runs)")
+    p.add_argument(
+        "--no-walk-cache",
+        action="store_true",
+        help="walk the whole history (default: reuse the last run's walk and walk only the rows added since)",
+    )
     p.add_argument("--model-name", help="registered model (default: settings.mlflow.model_name)")
     p.add_argument("--no-promote", action="store_true", help="register only; never move the champion alias")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -73,6 +78,7 @@ def config_from_args(args: argparse.Namespace, source: str):
         alerts_per_day=args.alerts_per_day,
         quick=args.quick,
         source=source,
+        walk_cache=not args.no_walk_cache,
     )
 
 

@@ -325,7 +325,15 @@ def _median_p95(sorted_cents: list[int]) -> tuple[float, float]:
 
 def _walk_order(tx: pd.DataFrame, t_ns: np.ndarray) -> np.ndarray:
     # (event_time, transaction_id) is a total order, so any split of the data into batches walks the same way
-    return np.lexsort((tx["transaction_id"].astype(str).to_numpy(), t_ns))
+    ids = tx["transaction_id"].astype(str).to_numpy()
+    # already in that order (the master dataset and the replay are loaded sorted): the order lexsort gives
+    # (a stable sort keeps equal keys in place), without its string comparisons (~1 s per million rows)
+    steps = np.diff(t_ns)
+    if not (steps < 0).any():
+        ties = np.flatnonzero(steps == 0)
+        if not len(ties) or bool((ids[ties] <= ids[ties + 1]).all()):
+            return np.arange(len(t_ns))
+    return np.lexsort((ids, t_ns))
 
 
 def _walk_parts(order: np.ndarray, desc: str, progress: bool) -> Iterator[list[int]]:

@@ -64,6 +64,9 @@ class TrainConfig:
     source: str = "master"
     forced_params: dict[str, Any] | None = None  # skip selection (tests: a deliberately weak model)
     progress: bool = True  # a progress bar over the history walk (shown on a terminal only)
+    # keep the walk's end state and context per `source` (settings.walk_cache_dir) and walk only the rows
+    # added since the last run (ml/walk_cache.py: the same numbers as a full walk); False: walk it all
+    walk_cache: bool = True
 
 
 @dataclass
@@ -293,6 +296,7 @@ class TrainResult:
     variant_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     n_rows: dict[str, int] = field(default_factory=dict)
+    walk: dict[str, Any] = field(default_factory=dict)  # what the history walk took from its cache
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -313,6 +317,7 @@ class TrainResult:
             "variant_metrics": self.variant_metrics,
             "timings_s": self.timings,
             "rows": self.n_rows,
+            "walk": self.walk,
         }
 
 
@@ -391,7 +396,16 @@ def train(
     plan_windows(pd.to_datetime(tx["event_time"], utc=True), cfg)  # a bad window fails before the walk
 
     t0, cpu0 = time.perf_counter(), time.process_time()
-    enriched, _ = history_context(tx, chargebacks, progress=cfg.progress)
+    walk: dict[str, Any] = {"cache": False}
+    if cfg.walk_cache:
+        from ml.walk_cache import cached_history_context
+
+        enriched, _, outcome = cached_history_context(
+            tx, chargebacks, s.walk_cache_dir, cfg.source, progress=cfg.progress
+        )
+        walk = {"cache": True, **outcome.as_dict()}
+    else:
+        enriched, _ = history_context(tx, chargebacks, progress=cfg.progress)
     enriched = model_input(enriched)
     timings["context_s"] = time.perf_counter() - t0
     timings["context_cpu_s"] = time.process_time() - cpu0
@@ -484,7 +498,13 @@ def train(
         for k, v in timings.items():
             mlflow.log_metric(f"timing.{k}", v)
         mlflow.set_tags(
-            {"gate.promote": str(decision.promote), "gate.reason": decision.reason[:500], "winner": winner}
+            {
+                "gate.promote": str(decision.promote),
+                "gate.reason": decision.reason[:500],
+                "winner": winner,
+                "walk.cache": (walk.get("reason") or "off")[:500],
+                "walk.rows_from_cache": str(walk.get("rows_from_cache", 0)),
+            }
         )
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
@@ -558,4 +578,5 @@ def train(
             "holdout": int(ho.sum()),
             "frauds_holdout": int(y_ho.sum()),
         },
+        walk=walk,
     )

@@ -42,6 +42,7 @@ class FraudTrainConfig(dg.Config):
     label_delay_days: float = 14.0
     alerts_per_day: float | None = None
     quick: bool = False
+    walk_cache: bool = True  # reuse the last retrain's history walk (ml/walk_cache.py); False: walk it all
     model_name: str | None = None  # None: settings.mlflow.model_name (tests use their own)
 
 
@@ -109,6 +110,7 @@ def fraud_challenger(
         alerts_per_day=config.alerts_per_day,
         quick=config.quick,
         source=source,
+        walk_cache=config.walk_cache,
     )
     name = config.model_name or mlflow.model_name
     result = train(tx, cb, cfg, settings=settings, model_name=name, promote=False)
