@@ -135,7 +135,7 @@ class EventProducer:
             if t not in partitions:
                 raise EcomError(
                     f"Kafka topic {t!r} not found on {self.bootstrap}; create it (`ecom up` creates the "
-                    "default topics) or pass an existing one with --topic/--labels-topic"
+                    "default topics) or pass an existing one with --topic/--labels-topic/--dead-letter-topic"
                 )
 
     def _on_delivery(self, err: Any, msg: Any) -> None:

@@ -134,6 +134,7 @@ class ReplayRun:
         self.topic, self.labels, self.dead = unique("t_parity"), unique("t_parity_cb"), unique("t_parity_dl")
         create_topic(stack, self.topic, partitions=partitions)
         create_topic(stack, self.labels, partitions=1)
+        create_topic(stack, self.dead, partitions=1)  # the producer refuses a topic that is not there
         self.speed_query, self.land_query = unique("q_parity"), unique("q_parity_land")
 
     def replay(self, path: Path) -> None:
