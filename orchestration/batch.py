@@ -66,6 +66,13 @@ def summarize(outcome: BatchOutcome) -> list[str]:
     return lines
 
 
+def dbt_op_config(job_run_config: dict | None, full_refresh: bool) -> dict:
+    """The dbt op's config for a run: the job's own default (batch_refresh_full: `checks: all`, every dbt
+    test over every row) with this call's `full_refresh` (run config given at launch replaces the job's)."""
+    defaults = ((job_run_config or {}).get("ops") or {}).get("ecom_dbt", {}).get("config", {})
+    return {**defaults, "full_refresh": full_refresh}
+
+
 def run_batch(
     full_refresh: bool = False,
     settings: Settings | None = None,
@@ -86,7 +93,7 @@ def run_batch(
     job = defs.resolve_job_def(job_name)
     run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if job.graph.has_node_named("ecom_dbt"):
-        run_config["ops"] = {"ecom_dbt": {"config": {"full_refresh": full_refresh}}}
+        run_config["ops"] = {"ecom_dbt": {"config": dbt_op_config(job.run_config, full_refresh)}}
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(

@@ -26,12 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="batch_refresh",
         choices=[
             "batch_refresh",
+            "batch_refresh_full",
             "refresh_all",
             "analytics_refresh",
             "fraud_model_retrain",
             "quality_checks",
         ],
-        help="the Dagster job to run (default batch_refresh; refresh_all = every asset but the Metabase "
+        help="the Dagster job to run (default batch_refresh, the increment; batch_refresh_full = every dbt test over every "
+        "row and the Great Expectations suites on the marts, as the schedule runs it; refresh_all = every asset but the Metabase "
         "dashboards: dbt, analytics, model retrain, with all checks)",
     )
     batch.add_argument("--json", action="store_true", help="print the outcome as JSON")

@@ -126,6 +126,30 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
     assert key("master", "transactions") in observe.asset_layer.asset_graph.get_all_asset_keys()
 
 
+def _check_names(defs: dg.Definitions, job_name: str) -> set[str]:
+    job = defs.resolve_job_def(job_name)
+    return {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
+
+
+def test_the_increment_runs_the_dbt_tests_and_the_full_refresh_the_gx_suites_too(
+    defs: dg.Definitions,
+) -> None:
+    from orchestration.batch import dbt_op_config
+
+    increment, full = _check_names(defs, "batch_refresh"), _check_names(defs, "batch_refresh_full")
+    gx = {name for name in full if name.startswith("gx_")}
+    # the GX suites on the marts would run after the one dbt op and gate nothing in the increment
+    assert gx >= {"gx_marts_fct_transactions", "gx_marts_fk_dim_customer"} and not gx & increment
+    assert "unique_dim_customer_customer_sk" in increment and increment == full - gx
+    assert len(increment) >= 100
+    assert defs.resolve_sensor_def("new_landings_sensor").job_name == "batch_refresh"
+    assert defs.resolve_schedule_def("batch_refresh_schedule").job_name == "batch_refresh_full"
+    # `ecom batch --job batch_refresh_full` keeps the job's every-row checks; the increment tests its slice
+    full_job = defs.resolve_job_def("batch_refresh_full")
+    assert dbt_op_config(full_job.run_config, True) == {"checks": "all", "full_refresh": True}
+    assert dbt_op_config(defs.resolve_job_def("batch_refresh").run_config, False) == {"full_refresh": False}
+
+
 def test_the_schedule_runs_every_check_on_every_row_and_a_day_can_be_backfilled(defs: dg.Definitions) -> None:
     from orchestration.defs.dbt.backfill import backfill_args
 

@@ -8,20 +8,43 @@ from kernel.settings import get_settings
 from orchestration.defs.dbt.assets import ecom_dbt_assets
 from orchestration.resources import PostgresResource
 
+# The dbt models with the tests dbt runs in the same build, not the checks other domains attach to them
+# (the Great Expectations suites on the marts): the whole dbt build is one op, so a check attached to one
+# of its assets runs after every model of the build and cannot stop any of them; in this job it would gate
+# nothing and cost seconds per suite on every increment. They run in `batch_refresh_full` (scheduled),
+# `quality_checks` and `refresh_all`, where they do gate what is downstream (analytics, the model).
+DBT_BUILD = dg.AssetSelection.assets(ecom_dbt_assets).without_checks() | dg.AssetSelection.checks(
+    ecom_dbt_assets
+)
+
 batch_refresh_job = dg.define_asset_job(
     "batch_refresh",
+    selection=DBT_BUILD,
+    description="The increment: dbt build of the batch and serving layers (staging -> marts -> serving) with "
+    "every dbt test, the growing models' tests on the slice this build adds (op config `checks`). What the "
+    "sensor and `ecom batch` run. The Great Expectations suites run in `batch_refresh_full`.",
+    tags={"layer": "batch"},
+)
+
+FULL_CHECKS_CONFIG = {"ops": {"ecom_dbt": {"config": {"checks": "all"}}}}
+
+batch_refresh_full_job = dg.define_asset_job(
+    "batch_refresh_full",
     selection=dg.AssetSelection.assets(ecom_dbt_assets),
-    description="dbt build of the batch and serving layers (staging -> marts -> serving), every dbt test.",
+    config=FULL_CHECKS_CONFIG,
+    description="The scheduled refresh: dbt build with every dbt test over every row, then every check "
+    "attached to these assets (the Great Expectations suites on the marts).",
     tags={"layer": "batch"},
 )
 
 batch_refresh_schedule = dg.ScheduleDefinition(
     name="batch_refresh_schedule",
-    job=batch_refresh_job,
+    job=batch_refresh_full_job,
     cron_schedule=get_settings().dbt.refresh_cron,
-    # the full suite: every dbt test over every row (other runs test the growing models' new slice only)
-    run_config={"ops": {"ecom_dbt": {"config": {"checks": "all"}}}},
-    description="Periodic batch refresh (cron from ECOM_BATCH_REFRESH_CRON) with every dbt test over every row.",
+    # the full suite: every dbt test over every row and the GX suites (the sensor's runs test the new slice)
+    run_config=FULL_CHECKS_CONFIG,
+    description="Periodic full-suite refresh (cron from ECOM_BATCH_REFRESH_CRON): every dbt test over every "
+    "row and the Great Expectations suites on the marts.",
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 
