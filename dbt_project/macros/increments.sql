@@ -45,3 +45,36 @@
         delete from {{ this }} where {{ on_backfill_day(column) }}
     {%- endif -%}
 {%- endmacro %}
+
+{#
+  Post-hook of the facts: a customer the facts knew only as an inferred member (no reference row when its
+  checkouts were built) may since have become known (the snapshot holds a version). A full build would key
+  those checkouts to the version valid at their event time (the first version covers everything before it),
+  so an increment re-keys them the same way. The build stamp stays: nothing downstream reads customer_sk
+  from the slice (fct_chargebacks is rebuilt whole; the order lines would take a restamped checkout's lines
+  as new and insert them twice). Only customers dim_customer holds as inferred members are looked at
+  (few; an index lookup each on customer_id), read by name: dim_customer is built after the facts.
+#}
+{% macro rekey_known_customers() -%}
+    {%- if is_incremental() -%}
+        {%- set dim = adapter.get_relation(database=this.database, schema=this.schema, identifier='dim_customer') -%}
+        {%- if dim is not none -%}
+        update {{ this }} as f
+        set customer_sk = v.customer_sk
+        from {{ ref('int_customer_versions_ranged') }} as v
+        where f.customer_id in (select d.customer_id from {{ dim }} as d where d.is_inferred)
+          and v.customer_id = f.customer_id
+          and f.event_time >= v.valid_from and f.event_time < v.valid_to
+          and f.customer_sk = {{ inferred_customer_sk('f.customer_id') }}
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{# Post-hook of dim_customer: inferred members of customers the snapshot now knows (their checkouts were re-keyed). #}
+{% macro drop_known_inferred_customers() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }} as d
+        where d.is_inferred
+          and exists (select 1 from {{ ref('int_customer_versions_ranged') }} as v where v.customer_id = d.customer_id)
+    {%- endif -%}
+{%- endmacro %}

@@ -151,6 +151,25 @@ def _play(scratch: Settings) -> dict:
         insert_transactions(conn, SPEC, FIRST_ROWS, SECOND_ROWS - 1)
         # late-arriving: event time a month before anything built, on a terminal only the facts know
         _copy_row(conn, source_id, "inc-late-event", other_merchant, inferred_terminal, timedelta(days=30))
+        # reference data moves too: a known customer gets a new version (the snapshot closes the old one),
+        # a customer only the facts knew becomes known (its inferred member stops being current)
+        moved, unknown = conn.execute(
+            "SELECT (SELECT min(customer_id) FROM reference.customers), "
+            "(SELECT min(customer_id) FROM marts.dim_customer WHERE is_inferred)"
+        ).fetchone()
+        conn.execute(
+            "UPDATE reference.customers SET home_city = 'Elsewhere', updated_at = updated_at + interval '1 day' "
+            "WHERE customer_id = %s",
+            (moved,),
+        )
+        conn.execute(
+            "INSERT INTO reference.customers (customer_id, first_name, signup_at, home_country, home_city, "
+            "home_lat, home_lon, currency, value_tier, preferred_payment, preferred_channel, n_devices, "
+            "favourite_category) SELECT %s, first_name, signup_at, home_country, home_city, home_lat, home_lon, "
+            "currency, value_tier, preferred_payment, preferred_channel, n_devices, favourite_category "
+            "FROM reference.customers WHERE customer_id = %s",
+            (unknown, moved),
+        )
         conn.commit()
 
     # a late commit: the landing draws landed_seq now and commits after build 2 has recorded a higher one
@@ -193,6 +212,8 @@ def _play(scratch: Settings) -> dict:
         "late_date": late_date,
         "inferred_terminal": inferred_terminal,
         "other_merchant": other_merchant,
+        "moved_customer": moved,
+        "known_customer": unknown,
     }
 
 
@@ -215,6 +236,21 @@ def test_the_late_event_moved_the_inferred_terminal_and_the_calendar(story) -> N
     assert "inc-T-late-commit" in inc["dim_terminal"]
     assert story["late_date"] < int(story["first_event"].astimezone(UTC).strftime("%Y%m%d"))
     assert story["late_date"] in inc["dim_date"]
+
+
+def test_the_customer_dimension_took_the_new_version_and_the_newly_known_customer(story) -> None:
+    rows = story["incremental"]["dim_customer"].values()
+    moved = [r for r in rows if r["customer_id"] == story["moved_customer"]]
+    assert len(moved) == 2 and [r["home_city"] for r in moved if r["is_current"]] == ["Elsewhere"]
+    known = [r for r in rows if r["customer_id"] == story["known_customer"]]
+    # its inferred member is gone: the checkouts built while it was unknown now point at its version
+    assert [(r["is_inferred"], r["is_current"]) for r in known] == [(False, True)]
+    facts = [
+        f
+        for f in story["incremental"]["fct_transactions"].values()
+        if f["customer_id"] == known[0]["customer_id"]
+    ]
+    assert facts and {f["customer_sk"] for f in facts} == {known[0]["customer_sk"]}
 
 
 @pytest.mark.parametrize("table", list(MARTS))

@@ -4,15 +4,18 @@
         incremental_strategy='delete+insert',
         unique_key='customer_sk',
         on_schema_change='sync_all_columns',
+        post_hook="{{ drop_known_inferred_customers() }}",
         indexes=[{'columns': ['customer_sk'], 'unique': True}, {'columns': ['customer_id']}],
     )
 }}
 -- Customers, type 2: one row per version from the snapshot, plus one inferred member per customer that
 -- the facts reference but reference.customers does not (late-arriving or unknown customers), so every
--- fact row joins. Incremental: every build rewrites the versions (the snapshot closes and opens them) and
--- the inferred members already here (is_current turns false once the customer becomes known), and adds
--- inferred members only from the slice the facts gained since this model's last build
--- (macros/increments.sql), not from every fact row.
+-- fact row joins. Once the customer becomes known its checkouts are keyed to its versions (the facts'
+-- post-hook, as a full build keys them) and its inferred member is dropped (this model's post-hook).
+-- Incremental: every build derives the versions (the snapshot closes and opens them) and the inferred
+-- members of customers still unknown, adds inferred members only from the slice the facts gained since
+-- this model's last build (macros/increments.sql), not from every fact row, and writes only the rows that
+-- changed.
 with versions as (
     select
         v.customer_sk,
@@ -47,7 +50,10 @@ inferred_keys as (
     group by f.customer_sk
     {% if is_incremental() %}
     union
-    select customer_sk, customer_id from {{ this }} where is_inferred
+    -- those already here, while the customer is still unknown (once known, the facts were re-keyed to its
+    -- versions, macros/increments.sql rekey_known_customers, and the post-hook drops the member)
+    select d.customer_sk, d.customer_id from {{ this }} as d
+    where d.is_inferred and not exists (select 1 from versions as v where v.customer_id = d.customer_id)
     {% endif %}
 ),
 
@@ -79,5 +85,21 @@ members as (
     union all
     select * from inferred
 )
+{% if is_incremental() %}
+{#- only the rows that differ from what this table holds (a version the snapshot closed or opened, an
+    inferred member that became known or is new): the rest would be deleted and inserted unchanged.
+    `except` compares nulls as equal. -#}
+, changed as (
+    select * from members
+    except
+    select
+        customer_sk, customer_id, first_name, signup_at, home_country, home_city, home_lat, home_lon,
+        currency_code, value_tier, preferred_payment, preferred_channel, favourite_category, valid_from,
+        valid_to, version_number, is_current, is_inferred
+    from {{ this }}
+)
 
+select *, now() as refreshed_at from changed
+{% else %}
 select *, now() as refreshed_at from members
+{% endif %}

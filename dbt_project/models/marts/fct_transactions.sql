@@ -10,6 +10,8 @@
   (macros/increments.sql). See docs/batch.md, "Increments".
   customer_sk points at the customer version valid at event time (SCD2, snap_reference__customers; the first
   version also covers events before it), or an inferred member when the customer is unknown.
+  Indexes on customer_id and device_id: the increments of customer_baselines and dim_device read every
+  checkout of the customers / devices in the new slice, an index lookup each rather than a scan of the fact.
 #}
 {{
     config(
@@ -17,11 +19,14 @@
         incremental_strategy='append',
         on_schema_change='sync_all_columns',
         pre_hook="{{ delete_backfill_day('event_time') }}",
+        post_hook="{{ rekey_known_customers() }}",
         indexes=[
             {'columns': ['transaction_id'], 'unique': True},
             {'columns': ['landed_seq']},
             {'columns': ['event_time']},
             {'columns': ['batch_loaded_at']},
+            {'columns': ['customer_id']},
+            {'columns': ['device_id']},
         ],
     )
 }}
