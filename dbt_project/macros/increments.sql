@@ -12,14 +12,8 @@
 #}
 {% macro last_build_at(column) -%}
     {%- set existing = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
-    {%- if column in existing and execute -%}
-        {#- read when the model compiles (just before it runs) and inlined as a literal: given a subquery,
-            the planner cannot know the slice is small, estimates a third of the fact and hash-joins all of
-            it (2-3 s per model at 1.3M rows); given the value, it reads the slice by index -#}
-        {%- set latest = run_query(
-            "select coalesce(max(" ~ column ~ "), '-infinity'::timestamptz)::text from " ~ this
-        ).columns[0].values()[0] -%}
-        '{{ latest }}'::timestamptz
+    {%- if column in existing -%}
+        (select coalesce(max({{ column }}), '-infinity'::timestamptz) from {{ this }})
     {%- else -%}
         '-infinity'::timestamptz
     {%- endif -%}
