@@ -199,16 +199,15 @@ def run_benchmark(
         from kernel.errors import EcomError
 
         raise EcomError("--transactions, --increment and --runs must be >= 1")
+    # the Dagster database first: its name (the benchmark's + "_dagster") is refused before anything exists
+    dagster_db = f"{database}_dagster"
+    create_database(dagster_db, s, fresh=True, migrate=False)
     scratch = create_database(database, s, fresh=True)
     # dbt (profiles.yml) and the build lock follow ECOM_PG_DB. Dagster: an instance of its own, so benchmark
     # runs do not appear in the shared UI, stored in Postgres like the platform's (dagster.yaml as `ecom up`
-    # writes it, in a scratch database): a bare DAGSTER_HOME would store events in SQLite, which opens a
-    # connection per event and measured ~8 s of a +1k run, a cost the platform does not pay
+    # writes it, in a scratch database of its own), so the benchmark measures the deployed storage path (a
+    # bare DAGSTER_HOME would store the runs in SQLite instead)
     os.environ["ECOM_PG_DB"] = database
-    dagster_db = f"{database}_dagster"
-    with db.connect(s, db="postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dagster_db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{dagster_db}"')
     home = Path(tempfile.mkdtemp(prefix="ecom-bench-dagster-"))
     write_dagster_yaml(home)
     os.environ["DAGSTER_HOME"] = str(home)
@@ -258,8 +257,7 @@ def run_benchmark(
     finally:
         shutil.rmtree(dbt_target, ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
-        with db.connect(s, db="postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dagster_db}" WITH (FORCE)')
+        drop_database(dagster_db, s)
         if not keep:
             drop_database(database, s)
     every = full + [x for inc in by_increment.values() for x in inc["samples"]]

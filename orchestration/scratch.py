@@ -23,8 +23,11 @@ def with_database(settings: Settings, name: str) -> Settings:
     return dataclasses.replace(settings, postgres=dataclasses.replace(settings.postgres, db=name))
 
 
-def create_database(name: str, settings: Settings | None = None, fresh: bool = False) -> Settings:
-    """Create (or with fresh=True recreate) database `name`, apply the migrations; return its settings."""
+def create_database(
+    name: str, settings: Settings | None = None, fresh: bool = False, migrate: bool = True
+) -> Settings:
+    """Create (or with fresh=True recreate) database `name`, apply the migrations unless migrate=False (a
+    database for another system's storage, e.g. the benchmark's Dagster instance); return its settings."""
     s = settings or get_settings()
     if not _NAME.match(name) or name in (s.postgres.db, s.postgres.dagster_db, s.postgres.mlflow_db):
         raise EcomError(f"'{name}' is not a usable scratch database name; use lower-case letters, digits, _")
@@ -34,7 +37,8 @@ def create_database(name: str, settings: Settings | None = None, fresh: bool = F
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
     scratch = with_database(s, name)
-    db.migrate(scratch)
+    if migrate:
+        db.migrate(scratch)
     return scratch
 
 
