@@ -157,6 +157,30 @@ def count_per_minute(samples: Iterable[tuple[float, int]], t0: float, minutes: i
     ]
 
 
+def committed_per_minute(
+    samples: Iterable[tuple[float, int, int]], t0: float, minutes: int
+) -> list[dict[str, Any]]:
+    """samples: (time, rows the stream committed, rows the landing committed), cumulative -> per minute of
+    producing: each query's rows/s over the minute (from the last sample before the minute to the last one
+    in it; None without two samples). While the producer is ahead of a query, its figure is what that query
+    sustains inside the platform (the landing, the batch, the dashboards and the producer on the same cores),
+    which `--rate` should be half of."""
+    ordered = sorted(samples)
+    out = []
+    for m in range(1, minutes + 1):
+        start, end = t0 + 60.0 * (m - 1), t0 + 60.0 * m
+        before = [s for s in ordered if s[0] <= start] or [s for s in ordered if s[0] <= end][:1]
+        inside = [s for s in ordered if start < s[0] <= end]
+        row: dict[str, Any] = {"minute": m, "stream_rows_per_s": None, "landing_rows_per_s": None}
+        if before and inside and inside[-1][0] > before[-1][0]:
+            a, b = before[-1], inside[-1]
+            dt = b[0] - a[0]
+            row["stream_rows_per_s"] = round((b[1] - a[1]) / dt, 1)
+            row["landing_rows_per_s"] = round((b[2] - a[2]) / dt, 1)
+        out.append(row)
+    return out
+
+
 def growth(first: float | None, last: float | None) -> float | None:
     """Relative growth from `first` to `last` (0.25 = +25 %); None when either is missing or first is 0."""
     if first is None or last is None or first <= 0:
@@ -552,6 +576,8 @@ def run_soak(
         # verdict's figure, the one that tells Postgres' shared buffers counted once per backend apart
         "pss_mb_per_minute": rss_per_minute(pss, t0, minutes),
         "dagster_processes_per_minute": count_per_minute(dagster, t0, minutes),
+        # rows/s each query committed per minute: with the producer ahead, the rate it sustains in the platform
+        "committed_per_minute": committed_per_minute(progress, t0, minutes),
         "load_avg_1m_per_minute": [
             {"minute": m, "max": round(max(v), 2) if v else None}
             for m, v in by_minute(load, t0, minutes).items()
@@ -722,12 +748,14 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"duplicated {result['duplicated']}; drained {result['drain_s']} s after producing ended"
     ]
     pss = result.get("pss_mb_per_minute") or [{}] * len(result["rss_mb_per_minute"])
-    for lat, mem, mem_pss, dag, load in zip(
+    committed = result.get("committed_per_minute") or [{}] * len(result["rss_mb_per_minute"])
+    for lat, mem, mem_pss, dag, load, done in zip(
         result["latency_ms_per_minute"],
         result["rss_mb_per_minute"],
         pss,
         result["dagster_processes_per_minute"],
         result["load_avg_1m_per_minute"],
+        committed,
         strict=True,
     ):
         p = {q: f"{lat[q] / 1000:.1f}" if lat[q] is not None else "-" for q in ("p50", "p95", "p99")}
@@ -737,6 +765,11 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             + (f" (PSS {mem_pss['platform_mb']:.0f} MB)" if "platform_mb" in mem_pss else "")
             + "; Dagster processes "
             f"{dag['min']}-{dag['max']}; load {load['max']}"
+            + (
+                f"; stream committed {done['stream_rows_per_s']:g} rows/s"
+                if done.get("stream_rows_per_s") is not None
+                else ""
+            )
         )
     for f in result["faults"]:
         lines.append(
@@ -785,7 +818,11 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--minutes", type=int, default=10, help="minutes of producing (default 10)")
     p.add_argument(
-        "--rate", type=float, default=1000.0, help="events/s: half the sustained rate (default 1000)"
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="events/s (default 1000): half the stream's sustained rate inside the platform, i.e. its "
+        "committed rows/s in a --no-faults run offered more than it can take",
     )
     p.add_argument("--batch-every", type=float, default=120.0, help="seconds between batch refreshes (120)")
     p.add_argument("--customers", type=int, default=20_000, help="simulated customers (default 20000)")

@@ -10,6 +10,7 @@ from bench.soak import (
     FAULTS,
     accounting,
     by_minute,
+    committed_per_minute,
     count_per_minute,
     fault_schedule,
     growth,
@@ -200,3 +201,33 @@ def test_summary_lines_show_the_platform_pss_beside_its_rss():
         "reason": None,
     }
     assert "platform RSS 3000 MB (PSS 2200 MB)" in summary_lines(result)[1]
+
+
+def test_committed_per_minute_is_each_querys_rows_per_second_over_the_minute():
+    t0 = 1000.0
+    # cumulative (time, stream rows, landing rows): 0 -> 600 stream rows in minute 1, 600 -> 1800 in minute 2
+    samples = [(t0 - 5, 0, 0), (t0 + 30, 300, 100), (t0 + 55, 600, 200), (t0 + 115, 1800, 800)]
+    rows = committed_per_minute(samples, t0, 3)
+    assert rows[0] == {"minute": 1, "stream_rows_per_s": 10.0, "landing_rows_per_s": round(200 / 60, 1)}
+    assert rows[1] == {"minute": 2, "stream_rows_per_s": 20.0, "landing_rows_per_s": 10.0}
+    assert rows[2] == {"minute": 3, "stream_rows_per_s": None, "landing_rows_per_s": None}  # no sample in it
+
+
+def test_summary_lines_show_the_streams_committed_rate_when_known():
+    minute = {"minute": 1, "rows": 5, "p50": 1000.0, "p95": 2000.0, "p99": 2500.0}
+    result = {
+        "settings": {"minutes": 1, "rate": 500.0},
+        **dict.fromkeys(("in_topic", "speed_rows", "speed_distinct", "master_rows", "master_distinct"), 5),
+        "lost": 0,
+        "duplicated": 0,
+        "drain_s": 1.0,
+        "latency_ms_per_minute": [minute],
+        "rss_mb_per_minute": [{"platform_mb": 3000.0}],
+        "dagster_processes_per_minute": [{"min": 4, "max": 4}],
+        "load_avg_1m_per_minute": [{"max": 2.0}],
+        "committed_per_minute": [{"minute": 1, "stream_rows_per_s": 1234.5, "landing_rows_per_s": 99.0}],
+        "faults": [],
+        "passed": True,
+        "reason": None,
+    }
+    assert "stream committed 1234.5 rows/s" in summary_lines(result)[1]
