@@ -10,7 +10,9 @@
 -- Devices (fingerprints) seen in checkouts: their kind (most frequent), usage span and how many customers
 -- used each (a device shared by many customers is a fraud signal). Incremental: a build recomputes, over
 -- all their checkouts, only the devices used in the slice the facts gained since this model's last build
--- (macros/increments.sql); the others' rows are unchanged because nothing of theirs changed.
+-- (macros/increments.sql); the others' rows are unchanged because nothing of theirs changed. `= any(array(
+-- subquery))`, not `in (subquery)`: the planner cannot know the slice is small and hashes the whole fact for
+-- an `in`; an array parameter gets the index on device_id (docs/batch.md, "Increments").
 with usage as (
     select
         device_id,
@@ -21,10 +23,10 @@ with usage as (
         max(event_time) as last_seen_at
     from {{ ref('fct_transactions') }}
     {% if is_incremental() %}
-    where device_id in (
-        select device_id from {{ ref('fct_transactions') }}
+    where device_id = any(array(
+        select distinct device_id from {{ ref('fct_transactions') }}
         where batch_loaded_at > {{ last_build_at('refreshed_at') }}
-    )
+    ))
     {% endif %}
     group by device_id, device_type, customer_id
 )

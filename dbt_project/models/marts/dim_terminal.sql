@@ -25,10 +25,13 @@ inferred as (
     from {{ ref('fct_transactions') }} as f
     where not exists (select 1 from reference as r where r.terminal_id = f.terminal_id)
     {% if is_incremental() %}
-      and f.terminal_id in (
-          select terminal_id from {{ ref('fct_transactions') }}
-          where batch_loaded_at > {{ last_build_at('refreshed_at') }}
-      )
+      -- the unknown terminals of the slice (usually none) as an array: the index on terminal_id, not a
+      -- scan of the whole fact
+      and f.terminal_id = any(array(
+          select distinct s.terminal_id from {{ ref('fct_transactions') }} as s
+          where s.batch_loaded_at > {{ last_build_at('refreshed_at') }}
+            and not exists (select 1 from reference as r where r.terminal_id = s.terminal_id)
+      ))
     {% endif %}
     order by f.terminal_id, f.event_time, f.transaction_id
 ),

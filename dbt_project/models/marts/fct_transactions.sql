@@ -10,8 +10,9 @@
   (macros/increments.sql). See docs/batch.md, "Increments".
   customer_sk points at the customer version valid at event time (SCD2, snap_reference__customers; the first
   version also covers events before it), or an inferred member when the customer is unknown.
-  Indexes on customer_id and device_id: the increments of customer_baselines and dim_device read every
-  checkout of the customers / devices in the new slice, an index lookup each rather than a scan of the fact.
+  Indexes on customer_id, device_id and terminal_id: the increments of customer_baselines, dim_device and
+  dim_terminal read every checkout of the customers / devices / unknown terminals in the new slice, an index
+  lookup each rather than a scan of the fact.
 #}
 {{
     config(
@@ -27,6 +28,7 @@
             {'columns': ['batch_loaded_at']},
             {'columns': ['customer_id']},
             {'columns': ['device_id']},
+            {'columns': ['terminal_id']},
         ],
     )
 }}
