@@ -1,8 +1,8 @@
 """`ecom evaluate` against the real stack: a small history landed in master.*, a model trained and registered
 in MLflow, the speed layer's table holding stored scores; offline and stored figures as the command prints.
 
-The history is simulated at a random start in the 1990s (its own ids namespace), so no other test's rows
-share its period or the history before it on the shared master dataset.
+The history is simulated at a random start in 1995-2005 that no landed row falls in (its own ids namespace),
+so no other test's rows share its period on the shared master dataset.
 """
 
 from __future__ import annotations
@@ -80,9 +80,28 @@ def _store(stack, rows: pd.DataFrame, scores: np.ndarray, version: str, threshol
         copy_insert(cur, "speed.scored_transactions", SCORED_COLUMNS, tuples)
 
 
+def _free_start(stack, days: int) -> datetime:
+    """A random start in 1995-2005 whose `days` (and a week on each side) hold no landed transaction: this
+    fixture lands one history per module that uses it (test_champion_evaluation_dagster imports it), and
+    `ecom evaluate --from master` reads every row of the period, whoever landed it (two random windows
+    once overlapped in CI: 365 rows of the other history in the period)."""
+    from kernel.db import connect
+
+    for _ in range(100):
+        start = datetime(1995, 1, 2, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 4000)
+        with connect(stack) as conn:
+            (taken,) = conn.execute(
+                "SELECT count(*) FROM master.transactions WHERE event_time >= %s AND event_time < %s",
+                (start - timedelta(days=7), start + timedelta(days=days + 7)),
+            ).fetchone()
+        if taken == 0:
+            return start
+    raise AssertionError("no free 50-day window in 1995-2005 on this master dataset")
+
+
 @pytest.fixture(scope="module")
 def landed(stack):
-    start = datetime(1995, 1, 2, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 4000)
+    start = _free_start(stack, 50)
     ns = f"ev{uuid.uuid4().hex[:8]}-"
     tx, cb = simulated_history(seed=13, n_customers=4000, days=50, start=start, fraud_rate=3.0, namespace=ns)
     name = unique("mltest_evaluate")
