@@ -183,9 +183,10 @@ def test_summary_lines_show_each_minute_and_the_verdict():
     assert lines[-1] == "FAILED: 0 events lost, 1 duplicated"
 
 
-def test_summary_lines_show_the_platform_pss_beside_its_rss():
+def _one_minute_result(**extra) -> dict:
+    """A passed one-minute soak report with exact counts; `extra` adds or replaces keys."""
     minute = {"minute": 1, "rows": 5, "p50": 1000.0, "p95": 2000.0, "p99": 2500.0}
-    result = {
+    return {
         "settings": {"minutes": 1, "rate": 500.0},
         **dict.fromkeys(("in_topic", "speed_rows", "speed_distinct", "master_rows", "master_distinct"), 5),
         "lost": 0,
@@ -193,13 +194,17 @@ def test_summary_lines_show_the_platform_pss_beside_its_rss():
         "drain_s": 1.0,
         "latency_ms_per_minute": [minute],
         "rss_mb_per_minute": [{"platform_mb": 3000.0}],
-        "pss_mb_per_minute": [{"platform_mb": 2200.0}],
         "dagster_processes_per_minute": [{"min": 4, "max": 4}],
         "load_avg_1m_per_minute": [{"max": 2.0}],
         "faults": [],
         "passed": True,
         "reason": None,
+        **extra,
     }
+
+
+def test_summary_lines_show_the_platform_pss_beside_its_rss():
+    result = _one_minute_result(pss_mb_per_minute=[{"platform_mb": 2200.0}])
     assert "platform RSS 3000 MB (PSS 2200 MB)" in summary_lines(result)[1]
 
 
@@ -214,20 +219,9 @@ def test_committed_per_minute_is_each_querys_rows_per_second_over_the_minute():
 
 
 def test_summary_lines_show_the_streams_committed_rate_when_known():
-    minute = {"minute": 1, "rows": 5, "p50": 1000.0, "p95": 2000.0, "p99": 2500.0}
-    result = {
-        "settings": {"minutes": 1, "rate": 500.0},
-        **dict.fromkeys(("in_topic", "speed_rows", "speed_distinct", "master_rows", "master_distinct"), 5),
-        "lost": 0,
-        "duplicated": 0,
-        "drain_s": 1.0,
-        "latency_ms_per_minute": [minute],
-        "rss_mb_per_minute": [{"platform_mb": 3000.0}],
-        "dagster_processes_per_minute": [{"min": 4, "max": 4}],
-        "load_avg_1m_per_minute": [{"max": 2.0}],
-        "committed_per_minute": [{"minute": 1, "stream_rows_per_s": 1234.5, "landing_rows_per_s": 99.0}],
-        "faults": [],
-        "passed": True,
-        "reason": None,
-    }
-    assert "stream committed 1234.5 rows/s" in summary_lines(result)[1]
+    committed = [{"minute": 1, "stream_rows_per_s": 1234.5, "landing_rows_per_s": 99.0}]
+    assert (
+        "stream committed 1234.5 rows/s"
+        in summary_lines(_one_minute_result(committed_per_minute=committed))[1]
+    )
+    assert "stream committed" not in summary_lines(_one_minute_result())[1]

@@ -96,7 +96,7 @@ def _free_start(stack, days: int) -> datetime:
             ).fetchone()
         if taken == 0:
             return start
-    raise AssertionError("no free 50-day window in 1995-2005 on this master dataset")
+    raise AssertionError(f"no free {days}-day window in 1995-2005 on this master dataset")
 
 
 @pytest.fixture(scope="module")
