@@ -106,13 +106,15 @@ def run_once(
     warmup_events: int = 0,
     state_partitions: int | None = None,
     state_engine: str | None = None,
+    order: str | None = None,
 ) -> dict[str, Any]:
     from ml.bootstrap import ensure_bootstrap_champion
-    from streaming.speed.query import StreamConfig, start_speed_query
+    from streaming.speed.query import StreamConfig, speed_trigger, start_speed_query
     from streaming.speed.scoring import ChampionCache
 
     partitions: dict[str, Any] = {"state_partitions": state_partitions} if state_partitions else {}
     partitions["state_engine"] = state_engine
+    partitions["order"] = order
     tag = uuid.uuid4().hex[:8]
     topic, namespace = f"bench_stream_{tag}", f"b{tag}"
     create_topic(settings, topic)
@@ -161,7 +163,37 @@ def run_once(
         # counted after the run: a warm-up event committed late must not look like a duplicate below
         warmup = _committed(settings, f"w{tag}")
 
-    # ceiling: the same query with a no-op sink over the same events
+    ceiling = _ceiling(
+        spark, settings, topic, tag, work, model_name, max_offsets, state_buckets, partitions, champions
+    )
+    return {
+        "produced": produced["sent"],
+        "warmup_events": warmup,
+        # what the producer really sent per second (it shares the cores with the stream and Kafka)
+        "offered_events_per_s": produced["sent"]
+        / max(1e-9, produced["last_produce"] - produced["first_produce"]),
+        "lost": produced["sent"] - figures["distinct"],
+        # the query's batches also wrote the warm-up events (their own namespace, not in the figures)
+        "duplicated": figures["rows_written_by_batches"] - figures["distinct"] - warmup,
+        **figures,
+        **ceiling,
+        "batch_ms": breakdown,
+        # what the query ran with (event-time order raises a zero trigger, streaming.speed.query)
+        "trigger": speed_trigger(
+            cfg.trigger, order or settings.spark.speed_order, settings.spark.speed_ordered_trigger
+        ),
+    }
+
+
+def _ceiling(
+    spark, settings, topic, tag, work, model_name, max_offsets, state_buckets, partitions, champions
+):
+    """The same query with a no-op sink over the same events, `availableNow` (not in event-time order,
+    which refuses it: its last rows wait for a timer)."""
+    from streaming.speed.query import StreamConfig, start_speed_query
+
+    if (partitions.get("order") or settings.spark.speed_order) == "event_time":
+        return {"ceiling_events_per_s": None, "ceiling_wall_s": None, "ceiling_events": None}
     ceiling_cfg = StreamConfig.from_settings(
         settings,
         topic=topic,
@@ -185,20 +217,9 @@ def run_once(
     busy_s = sum(p["durationMs"].get("triggerExecution", 0) for p in progress) / 1000.0
     ceiling_events = sum(b["rows_in"] for b in batches)
     return {
-        "produced": produced["sent"],
-        "warmup_events": warmup,
-        # what the producer really sent per second (it shares the cores with the stream and Kafka)
-        "offered_events_per_s": produced["sent"]
-        / max(1e-9, produced["last_produce"] - produced["first_produce"]),
-        "lost": produced["sent"] - figures["distinct"],
-        # the query's batches also wrote the warm-up events (their own namespace, not in the figures)
-        "duplicated": figures["rows_written_by_batches"] - figures["distinct"] - warmup,
-        **figures,
         "ceiling_events_per_s": ceiling_events / busy_s if busy_s else 0.0,
         "ceiling_wall_s": elapsed,
         "ceiling_events": ceiling_events,
-        "batch_ms": breakdown,
-        "topic": topic,
     }
 
 
@@ -243,14 +264,31 @@ def batch_breakdown(
 
 def _engines(arg: str | None, default: str) -> list[str]:
     """--engines "jvm,python" -> ["jvm", "python"] (None: the settings' engine). Pure."""
-    from kernel.errors import EcomError
     from streaming.speed.state import STATE_ENGINES
 
-    engines = [e.strip() for e in (arg or default).split(",") if e.strip()]
-    bad = [e for e in engines if e not in STATE_ENGINES]
-    if not engines or bad or len(set(engines)) != len(engines):
-        raise EcomError(f"--engines takes distinct names from {', '.join(STATE_ENGINES)}, e.g. jvm,python")
-    return engines
+    return _names(arg, default, STATE_ENGINES, "--engines", "jvm,python")
+
+
+def _orders(arg: str | None, default: str) -> list[str]:
+    """--orders "arrival,event_time" -> ["arrival", "event_time"] (None: the settings' order). Pure."""
+    from streaming.speed.state import SPEED_ORDERS
+
+    return _names(arg, default, SPEED_ORDERS, "--orders", "arrival,event_time")
+
+
+def _names(arg: str | None, default: str, allowed: tuple[str, ...], flag: str, example: str) -> list[str]:
+    from kernel.errors import EcomError
+
+    names = [e.strip() for e in (arg or default).split(",") if e.strip()]
+    bad = [e for e in names if e not in allowed]
+    if not names or bad or len(set(names)) != len(names):
+        raise EcomError(f"{flag} takes distinct names from {', '.join(allowed)}, e.g. {example}")
+    return names
+
+
+def _variant(engine: str, order: str, orders: list[str]) -> str:
+    """A measured variant's name: the engine, plus the order when several are compared. Pure."""
+    return engine if len(orders) == 1 else f"{engine}/{order}"
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -300,11 +338,15 @@ def bench(args: argparse.Namespace) -> int:
         logging.getLogger("ecom").setLevel(logging.INFO)
     s = get_settings()
     engines = _engines(args.engines, s.spark.state_engine)
+    orders = _orders(args.orders, s.spark.speed_order)
+    # event-time order runs in the JVM engine only (streaming.speed.query.checkpoint_state_layout)
+    variants = [(e, o) for e in engines for o in orders if e == "jvm" or o == "arrival"]
     spark = get_spark("ecom-bench-stream")
-    by_engine: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
+    by_variant: dict[str, list[dict[str, Any]]] = {_variant(e, o, orders): [] for e, o in variants}
     first: dict[str, Any] | None = None
     for i in range(args.runs):
-        for engine in engines:  # interleaved, so both engines meet the same machine
+        for engine, order in variants:  # interleaved, so every variant meets the same machine
+            name = _variant(engine, order, orders)
             r = run_once(
                 spark,
                 s,
@@ -318,18 +360,20 @@ def bench(args: argparse.Namespace) -> int:
                 warmup_events=args.warmup_events,
                 state_partitions=args.state_partitions,
                 state_engine=engine,
+                order=order,
             )
-            r["state_engine"] = engine
-            by_engine[engine].append(r)
+            r["state_engine"], r["order"] = engine, order
+            by_variant[name].append(r)
             first = first or r
             if not args.json:
-                print(f"run {i + 1} ({engine}): {json.dumps(r, default=str)}")
-    runs = by_engine[engines[0]]
+                print(f"run {i + 1} ({name}): {json.dumps(r, default=str)}")
+    runs = by_variant[_variant(*variants[0], orders)]
     result = {
         **_summary(runs),
         # the first measured run of this fresh application (JVM not yet JIT-warm), also inside the medians
         "first_run": {
             "state_engine": first["state_engine"],
+            "order": first["order"],
             "latency_ms": first["latency_ms"],
             "sustained_events_per_s": first["sustained_events_per_s"],
             "ceiling_events_per_s": first["ceiling_events_per_s"],
@@ -342,10 +386,11 @@ def bench(args: argparse.Namespace) -> int:
             "spark_master": s.spark.master,
             "shuffle_partitions": s.spark.shuffle_partitions,
             "max_offsets_per_trigger": args.max_offsets or s.spark.max_offsets_per_trigger,
-            "trigger": "processingTime 0 s",
+            "trigger": runs[0]["trigger"],
             "state_buckets": s.spark.state_buckets if args.state_buckets is None else args.state_buckets,
             "state_partitions": args.state_partitions or s.spark.state_partitions,
             "state_engine": engines[0],  # the headline figures' engine (--engines, else settings)
+            "order": orders[0],  # and order (--orders, else settings)
             "kafka_partitions": s.kafka.partitions,
             "simulated_customers": args.customers,
             "workload": args.workload,
@@ -355,8 +400,8 @@ def bench(args: argparse.Namespace) -> int:
         "runs": runs,
         "machine": machine_info(),
     }
-    if len(engines) > 1:  # the same figures per engine, runs interleaved in this one application
-        result["engines"] = {e: {**_summary(rs), "runs": rs} for e, rs in by_engine.items()}
+    if len(variants) > 1:  # the same figures per variant, runs interleaved in this one application
+        result["variants"] = {v: {**_summary(rs), "runs": rs} for v, rs in by_variant.items()}
     if args.realtime:
         result["realtime_mode"] = realtime_probe(spark, s, args.rate, args.seconds)
     if args.floor:
@@ -392,6 +437,12 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
         "--engines",
         help="keyed-state engines to measure, comma-separated, runs interleaved: jvm, python or jvm,python "
         "(the first one gives the headline figures; default: settings, ECOM_SPEED_STATE_ENGINE)",
+    )
+    p.add_argument(
+        "--orders",
+        help="orders of the keyed state's walk to measure, comma-separated, runs interleaved: arrival, "
+        "event_time or arrival,event_time (event_time has no ceiling run: it refuses availableNow; default: "
+        "settings, ECOM_SPEED_ORDER)",
     )
     p.add_argument("--max-offsets", type=int, help="max Kafka records per micro-batch (default: settings)")
     p.add_argument("--customers", type=int, default=20_000, help="simulated customers (default 20000)")

@@ -186,6 +186,19 @@ class SparkSettings:
     # processors, no Python) or "python" (ml.features' own walk in applyInPandasWithState /
     # transformWithStateInPandas, the reference); a restored checkpoint keeps the engine it was created with
     state_engine: str = "jvm"
+    # the order that keyed state walks events in, for a new checkpoint (a restored one keeps its own):
+    # "arrival" (each micro-batch as Kafka's partitions deliver it: the lowest latency; on a topic with
+    # several partitions a fast replay of history walks some terminals' events out of event-time order) or
+    # "event_time" (each Kafka partition read as its own source with a zero-delay watermark, and rows held
+    # until every partition has passed them, so the state walks events as the offline features do; rows
+    # wait a micro-batch longer, and a zero trigger becomes `speed_ordered_trigger`; docs/speed.md)
+    speed_order: str = "arrival"
+    # event-time order: rows held while the watermark has not moved for this long are released anyway (a
+    # partition gone quiet, the end of a replay)
+    speed_hold_idle_ms: int = 5000
+    # event-time order's trigger interval in place of a zero one: it runs a no-data micro-batch per interval
+    # while idle (its timers), which a "0 seconds" trigger would run back to back
+    speed_ordered_trigger: str = "1 second"
     # an event stamped this far after Kafka received it is quarantined by the stream and the landing (a
     # producer's clock is wrong): it would move the event-time watermark and with it forget every
     # customer's window state (0 = no such rule)
@@ -385,6 +398,9 @@ def load_settings(env_file: Path | None = None) -> Settings:
         state_partitions=state_partitions,
         state_buckets=i("ECOM_SPEED_STATE_BUCKETS", str(max(8, 4 * state_partitions))),
         state_engine=e("ECOM_SPEED_STATE_ENGINE", "jvm"),
+        speed_order=e("ECOM_SPEED_ORDER", "arrival"),
+        speed_hold_idle_ms=i("ECOM_SPEED_HOLD_IDLE_MS", "5000"),
+        speed_ordered_trigger=e("ECOM_SPEED_ORDERED_TRIGGER", "1 second"),
         max_event_ahead_hours=f("ECOM_MAX_EVENT_AHEAD_HOURS", "24"),
         jars_dir=jars_dir / "spark",
         cluster_master_port=i("ECOM_SPARK_CLUSTER_PORT", "57077"),

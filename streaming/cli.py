@@ -67,6 +67,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
         max_offsets_per_trigger=args.max_offsets,
         state_buckets=args.state_buckets,
         state_engine=args.state_engine,
+        order=args.order,
         **({"state_partitions": args.state_partitions} if args.state_partitions else {}),
     )
     # a long-running query unless --available-now: its heap is committed up front (kernel.spark)
@@ -148,6 +149,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where the keyed state runs, for a new checkpoint: jvm (transformWithState in streaming/jvm, no "
         "Python before scoring) or python (ml.features' walk, the reference); default: what the checkpoint "
         "recorded, else settings (ECOM_SPEED_STATE_ENGINE, jvm)",
+    )
+    p.add_argument(
+        "--order",
+        choices=("arrival", "event_time"),
+        help="the order the keyed state walks events in, for a new checkpoint: arrival (as Kafka's partitions "
+        "deliver them, the lowest latency) or event_time (rows held until every partition has passed them: "
+        "the offline features' order on a topic with several partitions, e.g. a fast replay of history; one "
+        "micro-batch more latency); default: what the checkpoint recorded, else settings (ECOM_SPEED_ORDER, "
+        "arrival)",
     )
     p.add_argument(
         "--state-partitions",

@@ -23,8 +23,11 @@ def read_kafka(
     max_offsets_per_trigger: int | None = None,
     starting_offsets: str = "earliest",
     fetch_max_wait_ms: int | None = None,
+    assign: str | None = None,
 ) -> DataFrame:
     """The Kafka source (a new checkpoint starts at `starting_offsets`; an existing one resumes).
+
+    `assign` (Kafka's JSON `{"topic": [partitions]}`) reads only those partitions of `topic`.
 
     `fetch_max_wait_ms` (default: settings) bounds how long the broker holds a fetch that finds no data:
     each task's last fetch reaches the log end, and Kafka's default 500 ms was a fixed cost of every
@@ -37,7 +40,7 @@ def read_kafka(
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers)
-        .option("subscribe", topic)
+        .option(*(("assign", assign) if assign else ("subscribe", topic)))
         .option("startingOffsets", starting_offsets)
         # a deleted/compacted offset range must fail loudly: silently skipping would lose events
         .option("failOnDataLoss", "true")

@@ -54,6 +54,8 @@ from streaming.speed.scoring import (
 )
 from streaming.speed.state import (
     JVM_STATE_CONF,
+    ORDERED_STATE_CONF,
+    SPEED_ORDERS,
     STATE_ENGINES,
     with_customer_context,
     with_jvm_context,
@@ -98,6 +100,12 @@ class StreamConfig:
     # where the keyed state runs ("jvm" | "python", streaming.speed.state.STATE_ENGINES): None = what the
     # checkpoint recorded, else settings (see resolve_state_engine)
     state_engine: str | None = None
+    # the order the keyed state walks events in ("arrival" | "event_time", SPEED_ORDERS): None = what the
+    # checkpoint recorded, else settings (see resolve_speed_order); event-time order reads `partitions`
+    # Kafka partitions as one source each (resolved against the topic and the checkpoint at start)
+    order: str | None = None
+    hold_idle_ms: int = 5000
+    partitions: int | None = None
     watermark_delay: str = "10 minutes"
     sink: str = "postgres"  # or "noop": same query, nothing written (the benchmark's ceiling)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -120,6 +128,7 @@ class StreamConfig:
             trig: dict[str, Any] = {"availableNow": True}
         else:
             trig = {"processingTime": trigger or s.spark.trigger_interval}
+        kw.setdefault("hold_idle_ms", s.spark.speed_hold_idle_ms)
         return cls(
             topic=topic or s.kafka.topic_transactions,
             query_name=query_name,
@@ -138,16 +147,44 @@ def enriched_stream(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
     `cfg.state_buckets` must be resolved (start_speed_query does it against the checkpoint)."""
     if cfg.state_buckets is None or cfg.state_engine is None:
         raise EcomError("state layout not resolved: start the query with start_speed_query")
-    raw = transforms.read_kafka(spark, cfg.topic, cfg.bootstrap_servers, cfg.max_offsets_per_trigger)
-    parsed = transforms.speed_transactions(raw)
+    if cfg.order == "event_time":
+        parsed = _partitions_in_event_time(spark, cfg)
+    else:
+        raw = transforms.read_kafka(spark, cfg.topic, cfg.bootstrap_servers, cfg.max_offsets_per_trigger)
+        parsed = transforms.speed_transactions(raw)
     # only rejected rows need their bytes downstream (quarantine); don't ship every payload through state
     parsed = parsed.withColumn(
         "raw_payload", F.when(F.col("reject_reason").isNotNull(), F.col("raw_payload"))
     )
     if cfg.state_engine == "jvm":  # no Python before scoring; the state expires on its own TTL
-        return with_jvm_context(parsed)
+        return with_jvm_context(parsed, hold_idle_ms=cfg.hold_idle_ms if cfg.order == "event_time" else None)
     watermarked = transforms.with_event_watermark(parsed, cfg.watermark_delay).drop("watermark_ts")
     return with_terminal_context(with_customer_context(watermarked, cfg.state_buckets), cfg.state_buckets)
+
+
+def _partitions_in_event_time(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
+    """The parsed rows of every Kafka partition, each partition its own source with a zero-delay watermark
+    on its valid rows' event time: with Spark's default `multipleWatermarkPolicy` (min) the query's
+    watermark is the lowest of the partitions' highest event times, below which no partition written in
+    event-time order can still deliver a row. Rejected rows do not move it. Each source reads at most its
+    share of `max_offsets_per_trigger`."""
+    if not cfg.partitions:
+        raise EcomError(
+            "event-time order needs the topic's partition count: start the query with start_speed_query"
+        )
+    share = -(-cfg.max_offsets_per_trigger // cfg.partitions) if cfg.max_offsets_per_trigger else None
+    frames = []
+    for p in range(cfg.partitions):
+        raw = transforms.read_kafka(
+            spark, cfg.topic, cfg.bootstrap_servers, share, assign=json.dumps({cfg.topic: [p]})
+        )
+        parsed = transforms.speed_transactions(raw)
+        order_ts = F.when(F.col("reject_reason").isNull(), F.col("event_ts"))
+        frames.append(parsed.withColumn("order_ts", order_ts).withWatermark("order_ts", "0 seconds"))
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    return union.drop("order_ts")
 
 
 def _scored_table(frames: list[pd.DataFrame]) -> pa.Table:
@@ -397,19 +434,78 @@ def resolve_state_engine(requested: str | None, recorded: str | None, has_histor
     keeps the engine it was created with; asking for the other is an error. A checkpoint from before the
     engine was recorded ran the Python state.
     """
-    for name, value in (("--state-engine", requested), ("ECOM_SPEED_STATE_ENGINE", default)):
-        if value is not None and value not in STATE_ENGINES:
-            raise EcomError(f"{name} must be one of {', '.join(STATE_ENGINES)}, not {value!r}")
+    return _resolve_recorded(
+        requested,
+        recorded,
+        has_history,
+        default,
+        choices=STATE_ENGINES,
+        names=("--state-engine", "ECOM_SPEED_STATE_ENGINE"),
+        unrecorded="python",
+        refusal="keeps its keyed state in the {recorded} engine, not {requested}",
+    )
+
+
+def resolve_speed_order(requested: str | None, recorded: str | None, has_history: bool, default: str) -> str:
+    """The order a query's keyed state walks events in ("arrival" | "event_time") for its checkpoint. Pure.
+
+    Event-time order reads each Kafka partition as its own source and holds rows in the state, so a
+    checkpoint keeps the order it was created with; asking for the other is an error. A checkpoint from
+    before the order was recorded ran in arrival order."""
+    return _resolve_recorded(
+        requested,
+        recorded,
+        has_history,
+        default,
+        choices=SPEED_ORDERS,
+        names=("--order", "ECOM_SPEED_ORDER"),
+        unrecorded="arrival",
+        refusal="walks events in {recorded} order, not {requested}",
+    )
+
+
+def _resolve_recorded(
+    requested: str | None,
+    recorded: str | None,
+    has_history: bool,
+    default: str,
+    choices: tuple[str, ...],
+    names: tuple[str, str],
+    unrecorded: str,
+    refusal: str,
+) -> str:
+    """A choice a checkpoint keeps for life: what it recorded (`unrecorded` for a checkpoint with history
+    from before the record), else what was asked for, else the default; asking a recorded checkpoint for
+    another is an error. Pure."""
+    flag, env = names
+    for name, value in ((flag, requested), (env, default)):
+        if value is not None and value not in choices:
+            raise EcomError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     if recorded is None and has_history:
-        recorded = "python"
+        recorded = unrecorded
     if recorded is not None:
         if requested is not None and requested != recorded:
             raise EcomError(
-                f"this checkpoint keeps its keyed state in the {recorded} engine, not {requested}; restart "
-                "without --state-engine (or with that one), or use a new checkpoint under a new --query-name"
+                f"this checkpoint {refusal.format(recorded=recorded, requested=requested)}; restart without "
+                f"{flag} (or with that one), or use a new checkpoint under a new --query-name"
             )
         return recorded
     return requested or default
+
+
+def resolve_order_partitions(recorded: int | None, topic_now: int, topic: str) -> int:
+    """The Kafka partitions an event-time checkpoint reads, one source each: the count it was created with
+    (its offsets hold one range per source), which the topic must still have. Pure."""
+    if topic_now < 1:
+        raise EcomError(
+            f"Kafka topic {topic!r} does not exist yet: create it (ecom up does) before the stream"
+        )
+    if recorded is not None and recorded != topic_now:
+        raise EcomError(
+            f"this checkpoint reads {recorded} Kafka partition(s) of {topic!r} in event-time order and the "
+            f"topic now has {topic_now}; use a new checkpoint under a new --query-name"
+        )
+    return topic_now
 
 
 @dataclass(frozen=True)
@@ -418,6 +514,8 @@ class StateLayout:
 
     buckets: int
     engine: str
+    order: str = "arrival"
+    partitions: int | None = None  # event-time order: the Kafka partitions read as one source each
 
 
 def checkpoint_state_layout(cfg: StreamConfig, settings: Settings) -> StateLayout:
@@ -437,10 +535,59 @@ def checkpoint_state_layout(cfg: StreamConfig, settings: Settings) -> StateLayou
         has_history,
         settings.spark.state_engine,
     )
-    if recorded != {"state_buckets": buckets, "state_engine": engine}:
+    order = resolve_speed_order(cfg.order, recorded.get("order"), has_history, settings.spark.speed_order)
+    partitions = None
+    if order == "event_time":
+        if engine != "jvm":
+            raise EcomError(
+                "event-time order runs in the JVM engine only; start with --state-engine jvm (a new "
+                "checkpoint) or --order arrival"
+            )
+        partitions = resolve_order_partitions(
+            recorded.get("partitions"), topic_partition_count(cfg.bootstrap_servers, cfg.topic), cfg.topic
+        )
+    record: dict[str, Any] = {"state_buckets": buckets, "state_engine": engine}
+    if order == "event_time" or "order" in recorded:
+        record["order"] = order
+    if order == "event_time":
+        record["partitions"] = partitions
+    if recorded != record:
         cfg.checkpoint.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"state_buckets": buckets, "state_engine": engine}) + "\n")
-    return StateLayout(buckets, engine)
+        path.write_text(json.dumps(record) + "\n")
+    return StateLayout(buckets, engine, order, partitions)
+
+
+def speed_trigger(trigger: dict[str, Any], order: str, ordered_trigger: str) -> dict[str, Any]:
+    """The trigger the query runs with. Pure. In event-time order a zero processing-time trigger (the
+    default) becomes `ordered_trigger`: that order runs no-data batches for its timers, which a zero
+    interval would start back to back while the stream is idle."""
+    if order == "event_time" and _zero_interval(trigger.get("processingTime")):
+        return {"processingTime": ordered_trigger}
+    return trigger
+
+
+def _zero_interval(interval: str | None) -> bool:
+    """'0 seconds', '0', '0s' -> True (a processing-time trigger that starts batches back to back)."""
+    if interval is None:
+        return False
+    head = interval.strip().split()[0] if interval.strip() else ""
+    digits = head.rstrip("abcdefghijklmnopqrstuvwxyz")
+    try:
+        return float(digits) == 0
+    except ValueError:
+        return False
+
+
+def topic_partition_count(bootstrap: str, topic: str) -> int:
+    """The topic's partition count now (0 if it does not exist yet)."""
+    from confluent_kafka import KafkaException
+
+    from kernel.kafka import admin_client, broker_down, topic_partitions
+
+    try:
+        return topic_partitions(admin_client(bootstrap)).get(topic, 0)
+    except KafkaException as exc:
+        raise broker_down(bootstrap, exc.args[0].str()) from exc
 
 
 def _recorded_state_layout(path: Path) -> dict[str, Any]:
@@ -461,7 +608,17 @@ def _recorded_state_layout(path: Path) -> dict[str, Any]:
         return {"state_buckets": value}
     if engine not in STATE_ENGINES:
         raise EcomError(f"{path}: state_engine must be one of {', '.join(STATE_ENGINES)}, not {engine!r}")
-    return {"state_buckets": value, "state_engine": engine}
+    out: dict[str, Any] = {"state_buckets": value, "state_engine": engine}
+    order, partitions = record.get("order"), record.get("partitions")
+    if order is not None:
+        if order not in SPEED_ORDERS:
+            raise EcomError(f"{path}: order must be one of {', '.join(SPEED_ORDERS)}, not {order!r}")
+        out["order"] = order
+    if partitions is not None:
+        if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
+            raise EcomError(f"{path}: partitions must be a whole number >= 1, not {partitions!r}")
+        out["partitions"] = partitions
+    return out
 
 
 def start_speed_query(
@@ -480,13 +637,31 @@ def start_speed_query(
     check_checkpoint(cfg, s)
     cfg.checkpoint.mkdir(parents=True, exist_ok=True)
     layout = checkpoint_state_layout(cfg, s)
-    cfg = replace(cfg, state_buckets=layout.buckets, state_engine=layout.engine)
+    cfg = replace(
+        cfg,
+        state_buckets=layout.buckets,
+        state_engine=layout.engine,
+        order=layout.order,
+        partitions=layout.partitions,
+    )
+    cfg = replace(cfg, trigger=speed_trigger(cfg.trigger, cfg.order, s.spark.speed_ordered_trigger))
+    if cfg.order == "event_time" and cfg.trigger.get("availableNow"):
+        raise EcomError(
+            "event-time order holds rows until every partition has passed them and releases the last ones "
+            "on a timer: run it with a processing-time trigger (without --available-now), or use --order arrival"
+        )
+    if cfg.order == "event_time" and not cfg.partitions:
+        raise EcomError(
+            f"Kafka topic {cfg.topic!r} does not exist yet: create it (ecom up does) before the stream"
+        )
     log.info(
-        "%s: keyed state in the %s engine%s over %d partition(s) (a restored checkpoint keeps its own)",
+        "%s: keyed state in the %s engine%s over %d partition(s), %s order%s (a restored checkpoint keeps its own)",
         cfg.query_name,
         cfg.state_engine,
         "" if cfg.state_engine == "jvm" else f", {cfg.state_buckets} bucket(s)",
         cfg.state_partitions,
+        cfg.order,
+        f" over {cfg.partitions} Kafka partition source(s)" if cfg.order == "event_time" else "",
     )
     writer = SpeedBatchWriter(spark, cfg, s, champions, on_batch)
     writer.champions.current(force=True)  # load (or bootstrap) the champion before the first batch
@@ -502,6 +677,7 @@ def start_speed_query(
     # count of its state (a restored one keeps its own), so set it for this start only
     with ExitStack() as confs:
         confs.enter_context(session_conf(spark, "spark.sql.shuffle.partitions", str(cfg.state_partitions)))
-        for key, value in (JVM_STATE_CONF if cfg.state_engine == "jvm" else {}).items():
+        conf = ORDERED_STATE_CONF if cfg.order == "event_time" else JVM_STATE_CONF
+        for key, value in (conf if cfg.state_engine == "jvm" else {}).items():
             confs.enter_context(session_conf(spark, key, value))
         return stream.start()

@@ -245,9 +245,17 @@ STATE_ENGINES = ("jvm", "python")
 # micro-batch after every batch: without this an idle query spins through empty batches and an
 # availableNow one never ends (TTL eviction still runs at the end of every batch with data)
 JVM_STATE_CONF = {"spark.sql.streaming.noDataMicroBatches.enabled": "false"}
+# event-time order: held rows leave on timers, which fire in no-data batches too (one per trigger interval
+# while idle); the watermark of several sources is their minimum (Spark's default, set so that a changed
+# default cannot turn it into the fastest partition's)
+ORDERED_STATE_CONF = {
+    "spark.sql.streaming.noDataMicroBatches.enabled": "true",
+    "spark.sql.streaming.multipleWatermarkPolicy": "min",
+}
+SPEED_ORDERS = ("arrival", "event_time")
 
 
-def with_jvm_context(df: DataFrame, ttl_ms: int = STATE_TTL_MS) -> DataFrame:
+def with_jvm_context(df: DataFrame, ttl_ms: int = STATE_TTL_MS, hold_idle_ms: int | None = None) -> DataFrame:
     """df + CUSTOMER_CONTEXT_COLUMNS + TERMINAL_CONTEXT_COLUMNS computed in the JVM (streaming/jvm's
     `SpeedJvm.withContext`: transformWithState by customer_id, then by terminal_id, RocksDB state, TTL).
 
@@ -255,6 +263,13 @@ def with_jvm_context(df: DataFrame, ttl_ms: int = STATE_TTL_MS) -> DataFrame:
     ml.features' by tests/streaming/test_jvm_parity.py), with no Python between Kafka and scoring. State is
     keyed by the id itself (no buckets: the JVM has no per-call cost to amortise) and expires `ttl_ms` after
     a key's last event on the processing-time clock; no event-time watermark is needed. The session must
-    run with JVM_STATE_CONF while the query starts."""
+    run with JVM_STATE_CONF while the query starts.
+
+    `hold_idle_ms` (not None): event-time order. `df` must carry the query's event-time watermark (one
+    source per Kafka partition, streaming.speed.query); the customer processor holds each row until the
+    watermark has passed it (or has stood still for `hold_idle_ms`), so the terminal state walks events in
+    event-time order across partitions. The query then runs with ORDERED_STATE_CONF instead."""
     jvm = df.sparkSession._jvm.dev.ecomlambda.speed.SpeedJvm
-    return DataFrame(jvm.withContext(df._jdf, int(ttl_ms)), df.sparkSession)
+    if hold_idle_ms is None:
+        return DataFrame(jvm.withContext(df._jdf, int(ttl_ms)), df.sparkSession)
+    return DataFrame(jvm.withContext(df._jdf, int(ttl_ms), int(hold_idle_ms)), df.sparkSession)

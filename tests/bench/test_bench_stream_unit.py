@@ -37,3 +37,15 @@ def test_summary_takes_medians_and_the_worst_loss():
     assert s["sustained_to_ceiling"] == pytest.approx(8000 / 11000)
     assert s["lost"] == 2
     assert s["batch_ms"]["trigger_ms"] == 400
+
+
+def test_orders_default_to_the_settings_and_name_the_variants():
+    from bench.stream import _orders, _variant
+
+    assert _orders(None, "arrival") == ["arrival"]
+    assert _orders("arrival,event_time", "arrival") == ["arrival", "event_time"]
+    for bad in ("sorted", "arrival,arrival", " , "):
+        with pytest.raises(EcomError, match="--orders takes distinct names"):
+            _orders(bad, "arrival")
+    assert _variant("jvm", "arrival", ["arrival"]) == "jvm"
+    assert _variant("jvm", "event_time", ["arrival", "event_time"]) == "jvm/event_time"

@@ -30,6 +30,7 @@ from tests.streaming.support import create_topic, unique
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 LABEL_DELAY_DAYS = 1.0
+HOLD_IDLE_MS = 1500  # event-time order: the tail of a replay leaves after the watermark stood still this long
 MAX_OFFSETS = 700  # several micro-batches per run, each partition's progress cut at its own offset
 COLUMNS = {
     "customer": "customer_id",
@@ -177,10 +178,53 @@ class ReplayRun:
         )
         start_speed_query(self.spark, cfg, self.stack).awaitTermination()
 
+    def stream_until_stored(
+        self,
+        namespace: str,
+        expected: int,
+        order: str,
+        max_offsets: int = MAX_OFFSETS,
+        timeout_s: float = 240,
+    ) -> None:
+        """The speed layer as `ecom stream` runs it (a processing-time trigger), stopped once `expected` rows
+        of this history's customers are stored."""
+        import time
+
+        from streaming.speed.query import StreamConfig, start_speed_query
+
+        cfg = StreamConfig.from_settings(
+            self.stack,
+            topic=self.topic,
+            query_name=self.speed_query,
+            checkpoint=self.tmp / "speed",
+            trigger="500 milliseconds",
+            model_name=self.model_name,
+            max_offsets_per_trigger=max_offsets,
+            order=order,
+            hold_idle_ms=HOLD_IDLE_MS,
+        )
+        query = start_speed_query(self.spark, cfg, self.stack)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while (n := self.stored(namespace)) < expected:
+                assert query.exception() is None, query.exception()
+                assert time.monotonic() < deadline, f"{n} of {expected} rows stored"
+                time.sleep(0.5)
+        finally:
+            query.stop()
+
+    def stored(self, namespace: str) -> int:
+        with connect(self.stack) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM speed.scored_transactions WHERE customer_id LIKE %s",
+                (namespace + "%",),
+            ).fetchone()[0]
+
     def batches(self) -> int:
         with connect(self.stack) as conn:
             return conn.execute(
-                "SELECT count(*) FROM ops.stream_batches WHERE query_name = %s", (self.speed_query,)
+                "SELECT count(*) FROM ops.stream_batches WHERE query_name = %s AND rows_written > 0",
+                (self.speed_query,),
             ).fetchone()[0]
 
 
@@ -313,3 +357,40 @@ def test_over_several_partitions_the_stream_differs_only_on_terminals_walked_out
     )
     assert shuffled.any()
     assert_every_row_equal(both[~shuffled])
+
+
+@pytest.mark.parametrize("when", ["years_ago", "today"])
+def test_in_event_time_order_over_several_partitions_every_row_is_scored_as_offline_across_a_restart(
+    stack, spark, parity_model, tmp_path, when
+):
+    """The fix for the skew above (`--order event_time`): each partition its own source, rows held until every
+    partition's event time has passed them. Three partitions, micro-batches cut at each partition's own
+    offset, a history years in the past or the last 20 hours up to now, a restart from the checkpoint half
+    way (rows still held then are in the checkpoint's state): every stored score equals the offline one,
+    and the terminals' events were walked in event-time order."""
+    ns = unique("po") + "-"
+    if when == "today":
+        span = timedelta(hours=20)
+        start = datetime.now(UTC).replace(microsecond=0) - span - timedelta(minutes=5)
+        label_delay_days = 2 / 24  # chargebacks that count inside a 20-hour history
+    else:
+        span = timedelta(days=30)
+        start = datetime(2021, 2, 1, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 300)
+        label_delay_days = LABEL_DELAY_DAYS
+    rows = write_labelled_file(tmp_path / "all.csv", start, span, seed=7, namespace=ns)
+    cut = len(rows) // 2
+    rows.iloc[:cut].to_csv(tmp_path / "first.csv", index=False)
+    rows.iloc[cut:].to_csv(tmp_path / "second.csv", index=False)
+    run = ReplayRun(stack, spark, tmp_path, parity_model[0], partitions=3, label_delay_days=label_delay_days)
+    run.replay(tmp_path / "first.csv")
+    run.land()
+    run.stream_until_stored(ns, cut, order="event_time", max_offsets=300)
+    first_batches = run.batches()
+    run.replay(tmp_path / "second.csv")
+    run.land()
+    run.stream_until_stored(ns, len(rows), order="event_time", max_offsets=300)
+    assert run.batches() >= first_batches + 3 and first_batches >= 3
+    both = stored_and_offline(stack, parity_model, ns, start, start + span + timedelta(seconds=1))
+    assert both["batch_id"].nunique() >= 6
+    assert not terminals_walked_out_of_order(both)
+    assert_every_row_equal(both)

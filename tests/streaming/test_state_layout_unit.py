@@ -7,7 +7,15 @@ import json
 import pytest
 
 from kernel.errors import EcomError
-from streaming.speed.query import UNRECORDED_STATE_BUCKETS, resolve_state_buckets, resolve_state_engine
+from streaming.speed.query import (
+    UNRECORDED_STATE_BUCKETS,
+    _zero_interval,
+    resolve_order_partitions,
+    resolve_speed_order,
+    resolve_state_buckets,
+    resolve_state_engine,
+    speed_trigger,
+)
 
 
 def test_a_new_checkpoint_takes_the_request_or_the_default():
@@ -33,7 +41,7 @@ def test_negative_counts_are_refused():
         resolve_state_buckets(-1, None, has_history=False, default=1)
 
 
-def _cfg(checkpoint, state_buckets=None, state_engine=None):
+def _cfg(checkpoint, state_buckets=None, state_engine=None, order=None):
     from streaming.speed.query import StreamConfig
 
     return StreamConfig(
@@ -46,6 +54,7 @@ def _cfg(checkpoint, state_buckets=None, state_engine=None):
         model_name="m",
         state_buckets=state_buckets,
         state_engine=state_engine,
+        order=order,
     )
 
 
@@ -105,3 +114,71 @@ def test_a_damaged_record_is_a_one_line_error_not_a_traceback(tmp_path):
         (tmp_path / "c" / STATE_LAYOUT_FILE).write_text(text)
         with pytest.raises(EcomError, match="state"):
             checkpoint_state_layout(_cfg(tmp_path / "c"), get_settings())
+
+
+def test_order_resolution():
+    assert resolve_speed_order(None, None, has_history=False, default="arrival") == "arrival"
+    assert resolve_speed_order("event_time", None, has_history=False, default="arrival") == "event_time"
+    assert resolve_speed_order(None, None, has_history=False, default="event_time") == "event_time"
+    assert resolve_speed_order(None, "event_time", has_history=True, default="arrival") == "event_time"
+    # offsets without a recorded order: a checkpoint from before there were two
+    assert resolve_speed_order(None, None, has_history=True, default="event_time") == "arrival"
+    with pytest.raises(EcomError, match="walks events in arrival order, not event_time"):
+        resolve_speed_order("event_time", "arrival", has_history=True, default="arrival")
+    with pytest.raises(EcomError, match="ECOM_SPEED_ORDER must be one of"):
+        resolve_speed_order(None, None, has_history=False, default="random")
+    with pytest.raises(EcomError, match="--order must be one of"):
+        resolve_speed_order("eventtime", None, has_history=False, default="arrival")
+
+
+def test_an_event_time_checkpoint_keeps_its_partition_count():
+    assert resolve_order_partitions(None, 6, "t") == 6
+    assert resolve_order_partitions(3, 3, "t") == 3
+    with pytest.raises(EcomError, match="reads 3 Kafka partition.*now has 6"):
+        resolve_order_partitions(3, 6, "t")
+    with pytest.raises(EcomError, match="does not exist yet"):
+        resolve_order_partitions(None, 0, "t")
+
+
+def test_an_event_time_record_names_its_order_and_refuses_the_python_engine(tmp_path, monkeypatch):
+    from kernel.settings import get_settings
+    from streaming.speed import query
+    from streaming.speed.query import STATE_LAYOUT_FILE, StateLayout, checkpoint_state_layout
+
+    monkeypatch.setattr(query, "topic_partition_count", lambda bootstrap, topic: 3)
+    s = get_settings()
+    layout = checkpoint_state_layout(_cfg(tmp_path / "c", 0, "jvm", "event_time"), s)
+    assert layout == StateLayout(0, "jvm", "event_time", 3)
+    assert json.loads((tmp_path / "c" / STATE_LAYOUT_FILE).read_text()) == {
+        "state_buckets": 0,
+        "state_engine": "jvm",
+        "order": "event_time",
+        "partitions": 3,
+    }
+    assert checkpoint_state_layout(_cfg(tmp_path / "c"), s) == layout
+    with pytest.raises(EcomError, match="not arrival"):
+        checkpoint_state_layout(_cfg(tmp_path / "c", order="arrival"), s)
+    with pytest.raises(EcomError, match="JVM engine only"):
+        checkpoint_state_layout(_cfg(tmp_path / "p", 0, "python", "event_time"), s)
+    for text in (
+        '{"state_buckets": 0, "state_engine": "jvm", "order": "sorted"}',
+        '{"state_buckets": 0, "state_engine": "jvm", "order": "event_time", "partitions": 0}',
+    ):
+        (tmp_path / "c" / STATE_LAYOUT_FILE).write_text(text)
+        with pytest.raises(EcomError, match="order must be|partitions must be"):
+            checkpoint_state_layout(_cfg(tmp_path / "c"), s)
+
+
+def test_zero_intervals_are_told_from_others():
+    assert _zero_interval("0 seconds") and _zero_interval("0") and _zero_interval("0s")
+    assert _zero_interval(" 0 milliseconds ")
+    assert not _zero_interval("1 second") and not _zero_interval("500 milliseconds")
+    assert not _zero_interval(None) and not _zero_interval("")
+
+
+def test_event_time_order_raises_a_zero_trigger_only():
+    zero, two = {"processingTime": "0 seconds"}, {"processingTime": "2 seconds"}
+    assert speed_trigger(zero, "event_time", "1 second") == {"processingTime": "1 second"}
+    assert speed_trigger(two, "event_time", "1 second") == two
+    assert speed_trigger(zero, "arrival", "1 second") == zero
+    assert speed_trigger({"availableNow": True}, "event_time", "1 second") == {"availableNow": True}

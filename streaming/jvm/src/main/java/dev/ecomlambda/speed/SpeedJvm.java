@@ -43,13 +43,22 @@ public final class SpeedJvm {
 
   /** df + CUSTOMER_CONTEXT_COLUMNS, keyed state by customer_id (transformWithState, append mode). */
   public static Dataset<Row> withCustomerContext(Dataset<Row> df, long ttlMs) {
+    return withCustomerContext(df, ttlMs, -1L);
+  }
+
+  /**
+   * {@code holdIdleMs >= 0}: event-time order (the customer processor holds each row until the watermark
+   * has passed it, see {@link CustomerContextProcessor}); needs processing-time timers, so this mode runs
+   * in processing time whatever the TTL.
+   */
+  public static Dataset<Row> withCustomerContext(Dataset<Row> df, long ttlMs, long holdIdleMs) {
     StructType schema = df.schema();
     int reject = schema.fieldIndex("reject_reason");
     int id = schema.fieldIndex("customer_id");
     return df.groupByKey((MapFunction<Row, String>) r -> keyOf(r, reject, id), Encoders.STRING())
         .transformWithState(
-            new CustomerContextProcessor(schema, ttlMs),
-            timeMode(ttlMs),
+            new CustomerContextProcessor(schema, ttlMs, holdIdleMs),
+            holdIdleMs >= 0 ? TimeMode.ProcessingTime() : timeMode(ttlMs),
             OutputMode.Append(),
             Encoders.row(Rows.withDoubles(schema, Walks.CUSTOMER_CONTEXT_COLUMNS)));
   }
@@ -70,6 +79,11 @@ public final class SpeedJvm {
   /** Customer then terminal context, as the Python speed layer orders them. */
   public static Dataset<Row> withContext(Dataset<Row> df, long ttlMs) {
     return withTerminalContext(withCustomerContext(df, ttlMs), ttlMs);
+  }
+
+  /** The same in event-time order: rows reach the terminal state in event-time order across partitions. */
+  public static Dataset<Row> withContext(Dataset<Row> df, long ttlMs, long holdIdleMs) {
+    return withTerminalContext(withCustomerContext(df, ttlMs, holdIdleMs), ttlMs);
   }
 
   /** The JVM's feature and context column lists (the parity tests compare them with ml.features). */
