@@ -39,6 +39,9 @@ def configure(settings: Settings | None = None) -> Settings:
 
     s = _settings(settings)
     os.environ["MLFLOW_TRACKING_URI"] = s.mlflow.tracking_uri
+    # MLflow writes "View run ... at <url>" to stdout when a run ends: our commands' --json stdout must be
+    # the JSON document only (the run id and version are in their own output)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(s.mlflow.tracking_uri)
     mlflow.set_registry_uri(s.mlflow.tracking_uri)
     return s

@@ -74,11 +74,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     spark = get_spark(f"ecom-stream-{cfg.query_name}", fixed_heap=not args.available_now)
     query = start_speed_query(spark, cfg, s)
     logging.getLogger("ecom.speed").info(
-        "speed layer '%s' reading %s, checkpoint %s, trigger %s",
-        cfg.query_name,
-        cfg.topic,
-        cfg.checkpoint,
-        cfg.trigger,
+        "speed layer '%s' reading %s, checkpoint %s", cfg.query_name, cfg.topic, cfg.checkpoint
     )
     return _run(query, "speed")
 

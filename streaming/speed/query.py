@@ -377,7 +377,11 @@ class SpeedBatchWriter:
         def ms(v: Any) -> str:
             return "-" if v is None else f"{v:.0f}"
 
-        log.info(
+        # event-time order runs a no-data batch per trigger interval while idle (its timers): those that
+        # released nothing are logged at debug, not once a second
+        idle = self.cfg.order == "event_time" and not s["rows_in"]
+        log.log(
+            logging.DEBUG if idle else logging.INFO,
             "%s batch %d: in=%d written=%s quarantined=%d alerts=%d model=v%s %sms (compute %sms) lag=%s "
             "latency p50/p95/p99=%s/%s/%s ms",
             s["query"],
@@ -538,6 +542,12 @@ def checkpoint_state_layout(cfg: StreamConfig, settings: Settings) -> StateLayou
     order = resolve_speed_order(cfg.order, recorded.get("order"), has_history, settings.spark.speed_order)
     partitions = None
     if order == "event_time":
+        if cfg.trigger.get("availableNow"):  # refused before anything is recorded
+            raise EcomError(
+                "event-time order holds rows until every partition has passed them and releases the last "
+                "ones on a timer: run it with a processing-time trigger (without --available-now), or use "
+                "--order arrival"
+            )
         if engine != "jvm":
             raise EcomError(
                 "event-time order runs in the JVM engine only; start with --state-engine jvm (a new "
@@ -645,23 +655,20 @@ def start_speed_query(
         partitions=layout.partitions,
     )
     cfg = replace(cfg, trigger=speed_trigger(cfg.trigger, cfg.order, s.spark.speed_ordered_trigger))
-    if cfg.order == "event_time" and cfg.trigger.get("availableNow"):
-        raise EcomError(
-            "event-time order holds rows until every partition has passed them and releases the last ones "
-            "on a timer: run it with a processing-time trigger (without --available-now), or use --order arrival"
-        )
     if cfg.order == "event_time" and not cfg.partitions:
         raise EcomError(
             f"Kafka topic {cfg.topic!r} does not exist yet: create it (ecom up does) before the stream"
         )
     log.info(
-        "%s: keyed state in the %s engine%s over %d partition(s), %s order%s (a restored checkpoint keeps its own)",
+        "%s: keyed state in the %s engine%s over %d partition(s), %s order%s, trigger %s (a restored "
+        "checkpoint keeps its own)",
         cfg.query_name,
         cfg.state_engine,
         "" if cfg.state_engine == "jvm" else f", {cfg.state_buckets} bucket(s)",
         cfg.state_partitions,
         cfg.order,
         f" over {cfg.partitions} Kafka partition source(s)" if cfg.order == "event_time" else "",
+        cfg.trigger,
     )
     writer = SpeedBatchWriter(spark, cfg, s, champions, on_batch)
     writer.champions.current(force=True)  # load (or bootstrap) the champion before the first batch

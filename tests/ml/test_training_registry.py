@@ -154,3 +154,17 @@ def test_bootstrap_champion_on_the_real_model(stack):
     assert ensure_bootstrap_champion(stack) == version
     champ = registry.load_champion(stack)
     assert champ.version == version and champ.feature_columns
+
+
+def test_an_mlflow_run_writes_nothing_on_stdout(stack, capsys):
+    """`ecom train --json`, `ecom bench stream --json`: stdout is the JSON document only; MLflow's own
+    "View run ... at <url>" lines at the end of a run would come before it."""
+    import mlflow
+
+    from ml import registry
+
+    registry.configure(stack)
+    mlflow.set_experiment("ecom_tests_quiet_stdout")
+    with mlflow.start_run(run_name="quiet"):
+        mlflow.log_param("p", 1)
+    assert capsys.readouterr().out == ""

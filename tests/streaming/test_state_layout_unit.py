@@ -41,7 +41,7 @@ def test_negative_counts_are_refused():
         resolve_state_buckets(-1, None, has_history=False, default=1)
 
 
-def _cfg(checkpoint, state_buckets=None, state_engine=None, order=None):
+def _cfg(checkpoint, state_buckets=None, state_engine=None, order=None, trigger=None):
     from streaming.speed.query import StreamConfig
 
     return StreamConfig(
@@ -50,7 +50,7 @@ def _cfg(checkpoint, state_buckets=None, state_engine=None, order=None):
         checkpoint=checkpoint,
         bootstrap_servers="127.0.0.1:1",
         max_offsets_per_trigger=10,
-        trigger={"availableNow": True},
+        trigger=trigger or {"availableNow": True},
         model_name="m",
         state_buckets=state_buckets,
         state_engine=state_engine,
@@ -147,7 +147,8 @@ def test_an_event_time_record_names_its_order_and_refuses_the_python_engine(tmp_
 
     monkeypatch.setattr(query, "topic_partition_count", lambda bootstrap, topic: 3)
     s = get_settings()
-    layout = checkpoint_state_layout(_cfg(tmp_path / "c", 0, "jvm", "event_time"), s)
+    live = {"processingTime": "1 second"}
+    layout = checkpoint_state_layout(_cfg(tmp_path / "c", 0, "jvm", "event_time", live), s)
     assert layout == StateLayout(0, "jvm", "event_time", 3)
     assert json.loads((tmp_path / "c" / STATE_LAYOUT_FILE).read_text()) == {
         "state_buckets": 0,
@@ -155,11 +156,15 @@ def test_an_event_time_record_names_its_order_and_refuses_the_python_engine(tmp_
         "order": "event_time",
         "partitions": 3,
     }
-    assert checkpoint_state_layout(_cfg(tmp_path / "c"), s) == layout
+    assert checkpoint_state_layout(_cfg(tmp_path / "c", trigger=live), s) == layout
     with pytest.raises(EcomError, match="not arrival"):
         checkpoint_state_layout(_cfg(tmp_path / "c", order="arrival"), s)
     with pytest.raises(EcomError, match="JVM engine only"):
-        checkpoint_state_layout(_cfg(tmp_path / "p", 0, "python", "event_time"), s)
+        checkpoint_state_layout(_cfg(tmp_path / "p", 0, "python", "event_time", live), s)
+    # availableNow: refused for a new event-time checkpoint, and nothing recorded
+    with pytest.raises(EcomError, match="without --available-now"):
+        checkpoint_state_layout(_cfg(tmp_path / "n", 0, "jvm", "event_time"), s)
+    assert not (tmp_path / "n" / STATE_LAYOUT_FILE).exists()
     for text in (
         '{"state_buckets": 0, "state_engine": "jvm", "order": "sorted"}',
         '{"state_buckets": 0, "state_engine": "jvm", "order": "event_time", "partitions": 0}',
