@@ -178,6 +178,7 @@ def run_once(
         **figures,
         **ceiling,
         "batch_ms": breakdown,
+        "topic": topic,
         # what the query ran with (event-time order raises a zero trigger, streaming.speed.query)
         "trigger": speed_trigger(
             cfg.trigger, order or settings.spark.speed_order, settings.spark.speed_ordered_trigger

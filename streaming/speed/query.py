@@ -644,6 +644,10 @@ def start_speed_query(
         raise EcomError(
             f"state partitions must be >= 1 (got {cfg.state_partitions}); fix ECOM_SPEED_STATE_PARTITIONS"
         )
+    if cfg.hold_idle_ms < 0:
+        raise EcomError(
+            f"the hold's idle time must be >= 0 ms (got {cfg.hold_idle_ms}); fix ECOM_SPEED_HOLD_IDLE_MS"
+        )
     check_checkpoint(cfg, s)
     cfg.checkpoint.mkdir(parents=True, exist_ok=True)
     layout = checkpoint_state_layout(cfg, s)
@@ -655,10 +659,6 @@ def start_speed_query(
         partitions=layout.partitions,
     )
     cfg = replace(cfg, trigger=speed_trigger(cfg.trigger, cfg.order, s.spark.speed_ordered_trigger))
-    if cfg.order == "event_time" and not cfg.partitions:
-        raise EcomError(
-            f"Kafka topic {cfg.topic!r} does not exist yet: create it (ecom up does) before the stream"
-        )
     log.info(
         "%s: keyed state in the %s engine%s over %d partition(s), %s order%s, trigger %s (a restored "
         "checkpoint keeps its own)",

@@ -187,3 +187,14 @@ def test_event_time_order_raises_a_zero_trigger_only():
     assert speed_trigger(two, "event_time", "1 second") == two
     assert speed_trigger(zero, "arrival", "1 second") == zero
     assert speed_trigger({"availableNow": True}, "event_time", "1 second") == {"availableNow": True}
+
+
+def test_a_negative_hold_idle_time_is_refused_before_anything_starts(tmp_path):
+    from dataclasses import replace
+
+    from streaming.speed.query import start_speed_query
+
+    cfg = replace(_cfg(tmp_path / "c", order="event_time"), hold_idle_ms=-1)
+    with pytest.raises(EcomError, match="ECOM_SPEED_HOLD_IDLE_MS"):
+        start_speed_query(None, cfg)
+    assert not (tmp_path / "c").exists()
