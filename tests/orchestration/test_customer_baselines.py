@@ -58,7 +58,8 @@ def _events() -> list[dict]:
     countries += ["NO", "IE", "PT", "CZ", "HU", "GR", "RO", "BG", "HR", "SK", "SI", "LT", "CA"]
     heavy = []
     for i in range(140):
-        t = START + timedelta(minutes=int(i // 3) * 397 + 1)  # three events share each timestamp
+        # three events share each timestamp; about 80 before the cut, 60 after (the increment walks on)
+        t = START + timedelta(minutes=int(i // 3) * 1200 + 1)
         located = rng.random() > 0.15
         heavy.append(
             {
@@ -122,22 +123,33 @@ def built(settings):
             insert_master_rows(conn, [master_row(e, kafka_offset=i) for i, e in enumerate(early)])
         _build(scratch)
         sql = load_baselines(scratch)
-    return {"tx": tx_all, "cut": cut, "sql": sql}
+        # the rest of the history lands; an increment walks on from the state the first build left
+        with connect(scratch) as conn:
+            later = [(i, e) for i, e in enumerate(events) if pd.Timestamp(e["event_time"]) >= cut]
+            insert_master_rows(conn, [master_row(e, kafka_offset=i) for i, e in later])
+        _build(scratch)
+        sql_all = load_baselines(scratch)
+    return {"tx": tx_all, "cut": cut, "sql": sql, "sql_all": sql_all}
 
 
-def test_sql_baselines_equal_the_feature_codes_on_the_same_rows(built) -> None:
-    tx, cut, sql = built["tx"], built["cut"], built["sql"]
+def _mismatches(sql: pd.DataFrame | None, tx: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """(the Python walk's baselines over `tx`, every (customer, column) where the SQL's differ)."""
     assert sql is not None, "load_baselines found no usable marts.customer_baselines"
-    _, state = history_context(tx[tx["event_time"] < cut])
+    _, state = history_context(tx)
     expected = customer_baselines(state.customers).set_index("customer_id").sort_index()
     got = sql.set_index("customer_id").sort_index()
     assert list(got.index) == list(expected.index) and len(got) > 100
-    mismatches = [
+    return expected, [
         (cid, col, got.at[cid, col], expected.at[cid, col])
         for cid in expected.index
         for col in BASELINE_COLUMNS[1:]
         if not _same(got.at[cid, col], expected.at[cid, col])
     ]
+
+
+def test_sql_baselines_equal_the_feature_codes_on_the_same_rows(built) -> None:
+    tx, cut = built["tx"], built["cut"]
+    expected, mismatches = _mismatches(built["sql"], tx[tx["event_time"] < cut])
     assert not mismatches, f"{len(mismatches)} SQL != Python values, e.g. {mismatches[:5]}"
     # the data reaches past every memory, so a different window or rule could not pass unnoticed
     heavy = expected.loc["bl-heavy"]
@@ -145,6 +157,18 @@ def test_sql_baselines_equal_the_feature_codes_on_the_same_rows(built) -> None:
     assert len(heavy["usual_device_ids"]) == DEVICE_MEMORY
     assert len(heavy["usual_countries"]) == COUNTRY_MEMORY
     assert expected["median_amount"].nunique() > 100
+
+
+def test_an_increment_walks_on_to_the_feature_codes_numbers(built) -> None:
+    """The rest of the history landed after the first build: the increment carried each returning
+    customer's state forward over its new transactions only (customer_baselines.sql) and every number
+    equals the Python walk over the whole history, the heavy customer's memories (last 50 amounts, 20
+    devices and countries, the coordinate sums) included."""
+    expected, mismatches = _mismatches(built["sql_all"], built["tx"])
+    assert not mismatches, f"{len(mismatches)} SQL != Python values, e.g. {mismatches[:5]}"
+    heavy, before = expected.loc["bl-heavy"], built["sql"].set_index("customer_id").loc["bl-heavy"]
+    assert heavy["n_transactions"] - before["n_transactions"] > AMOUNT_HISTORY // 2
+    assert before["n_transactions"] > AMOUNT_HISTORY and len(before["usual_device_ids"]) == DEVICE_MEMORY
 
 
 def test_cold_start_fill_over_sql_baselines_gives_the_full_walks_context(built) -> None:

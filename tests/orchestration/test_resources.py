@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import uuid
 from pathlib import Path
 
@@ -144,3 +145,35 @@ def test_the_postgres_resource_opens_the_configured_database(stack: Settings) ->
     postgres = resources_from_settings(stack)["postgres"]
     result = dg.materialize([where], resources={"postgres": postgres})
     assert result.output_for_node("where") == (stack.postgres.db, stack.postgres.user)
+
+
+def test_the_dbt_resource_knows_its_version_without_running_dbt(monkeypatch) -> None:
+    """dagster-dbt's stock resource runs `dbt --version` in a subprocess before every command (~3 s) and
+    opens an in-process adapter (~3 s, every macro loaded) that only row-count / column metadata use. Ours
+    reads the version of the venv's dbt-core (what `dbt --version` says) and opens no adapter."""
+    import subprocess
+
+    import dagster_dbt.core.resource as dbt_core_resource
+    from dagster_dbt import DbtCliResource
+    from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
+
+    from orchestration.defs.dbt.project import EcomDbtCliResource, dbt_executable, ecom_dbt_project
+
+    # the members overridden still exist in the pinned dagster-dbt (an upgrade that renames them fails here)
+    assert isinstance(vars(DbtCliResource)["_cli_version"], functools.cached_property)
+    assert callable(vars(DbtCliResource)["_initialize_dbt_core_adapter"])
+
+    reported = subprocess.run(
+        [dbt_executable(), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    resource = EcomDbtCliResource(project_dir=ecom_dbt_project(), dbt_executable=dbt_executable())
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError(f"dagster-dbt ran {args[0] if args else kwargs}")
+
+    monkeypatch.setattr(dbt_core_resource, "check_output", no_subprocess)
+    seen = {}
+    monkeypatch.setattr(DbtCliInvocation, "run", staticmethod(lambda **kw: seen.update(kw)))
+    resource.cli(["build"])
+    assert f"installed: {resource._cli_version}" in reported
+    assert seen["cli_version"] == resource._cli_version and seen["adapter"] is None

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from importlib.metadata import version as installed_version
 
 from dagster_dbt import DbtCliResource, DbtProject
+from packaging import version
 
 from kernel.settings import get_settings, service_env
 from orchestration.resources import PostgresResource
@@ -80,7 +82,29 @@ def dbt_executable() -> str:
     return str(get_settings().venv_bin / "dbt")
 
 
+class EcomDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource without two costs it pays before every dbt command, whatever the command.
+
+    Stock, `cli()` first runs `dbt --version` in a subprocess (a full dbt import: ~3 s here) to tell dbt
+    Core from the Fusion engine, then opens an in-process dbt adapter, loading every macro (~3 s), whose
+    only use is `fetch_row_counts()` / `fetch_column_metadata()` on the event stream. Our executable is
+    the venv's dbt (`dbt_executable()`), i.e. the dbt-core installed beside dagster-dbt, so its version is
+    that package's; and no asset here fetches row counts or column metadata through dagster-dbt (the
+    ingest room observes the tables itself), so there is no adapter to open: dagster-dbt treats a missing
+    adapter as "no such metadata" (`dbt_event_iterator`). Measured: ~6 s of a ~19 s `batch_refresh`
+    increment (bench/batch.py; docs/batch.md). tests/orchestration/test_resources.py checks the version
+    against `dbt --version` and that the overridden members still exist in the pinned dagster-dbt.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        return version.parse(installed_version("dbt-core"))
+
+    def _initialize_dbt_core_adapter(self, args):  # noqa: ARG002 (dagster-dbt's signature)
+        return None
+
+
 @lru_cache(maxsize=1)
 def dbt_resource() -> DbtCliResource:
     export_dbt_env()
-    return DbtCliResource(project_dir=ecom_dbt_project(), dbt_executable=dbt_executable())
+    return EcomDbtCliResource(project_dir=ecom_dbt_project(), dbt_executable=dbt_executable())
