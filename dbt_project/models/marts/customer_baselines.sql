@@ -36,159 +36,117 @@
 {%- set amount_history = 50 -%}
 {%- set device_memory = 20 -%}
 {%- set country_memory = 20 -%}
+{#- a transaction as a step of the walk (the state columns are the prior state's, on its own row) -#}
+{%- set transaction_step -%}
+    customer_id, false as is_state, transaction_id, event_time, amount, device_id, ip_country, ip_lat, ip_lon,
+    null::bigint as state_n, null::bigint[] as state_recent_cents, null::text[] as state_devices,
+    null::text[] as state_countries, null::bigint as state_located_n, null::numeric as state_sum_cents,
+    null::numeric as state_sum_squared_cents, null::integer[] as state_hour_counts,
+    null::timestamptz as state_first_seen_at
+{%- endset %}
 
+{#-
+  Plans here must not depend on estimates: an increment runs right after the append it reads, with
+  statistics from before it (docs/batch.md, "Plans that do not depend on fresh statistics"). So nothing
+  joins one CTE to another: tables are reached by index (`= any(array(...))`, the primary key of this
+  table), and the prior state enters the walk as one more row per customer rather than through a join.
+#}
 with
 {% if is_incremental() %}
+-- the new slice, each row flagged: does its customer's state walk on over the new transactions only?
 slice as (
-    select * from {{ ref('fct_transactions') }}
-    where batch_loaded_at > {{ last_build_at('computed_at') }}
-),
-
--- per customer of the slice: can its state walk on over the new transactions only?
-slice_customers as (
     select
-        s.customer_id,
+        f.*,
         bool_and(
             p.walk_last_transaction_id is not null
-            and (s.event_time, s.transaction_id collate "C")
+            and (f.event_time, f.transaction_id collate "C")
                 > (p.last_seen_at, p.walk_last_transaction_id collate "C")
-        ) as carried
-    from slice as s
-    left join {{ this }} as p on p.customer_id = s.customer_id
-    group by s.customer_id
-),
-
--- the transactions to walk: a carried customer's new ones, every one of a customer walked again
-walked as (
-    select s.*
-    from slice as s
-    where s.customer_id in (select customer_id from slice_customers where carried)
-    union all
-    select f.*
+        ) over (partition by f.customer_id) as carried
     from {{ ref('fct_transactions') }} as f
-    -- an array, not `in (subquery)`: the index on customer_id instead of a hash over the whole fact
-    where f.customer_id = any(array(select customer_id from slice_customers where not carried))
+    left join {{ this }} as p on p.customer_id = f.customer_id
+    where f.batch_loaded_at > {{ last_build_at('computed_at') }}
 ),
 
--- the state the carried customers walk on from
-prior as (
+-- the steps to walk: a carried customer's state (one row) and its new transactions; every transaction of
+-- any other customer of the slice
+steps as (
+    select {{ transaction_step }}
+    from slice
+    where carried
+    union all
+    select {{ transaction_step }}
+    from {{ ref('fct_transactions') }}
+    where customer_id = any(array(select distinct customer_id from slice where not carried))
+    union all
     select
-        p.customer_id, p.n_transactions, p.walk_recent_cents, p.usual_device_ids, p.usual_countries,
-        p.walk_located_n, p.walk_lat_sum, p.walk_lon_sum, p.walk_sum_cents, p.walk_sum_squared_cents,
-        p.hour_counts, p.first_seen_at
-    from {{ this }} as p
-    where p.customer_id in (select customer_id from slice_customers where carried)
+        customer_id, true, null, null, null, null, null, walk_lat_sum, walk_lon_sum,
+        n_transactions, walk_recent_cents, usual_device_ids, usual_countries, walk_located_n, walk_sum_cents,
+        walk_sum_squared_cents, hour_counts, first_seen_at
+    from {{ this }}
+    where customer_id = any(array(select distinct customer_id from slice where carried))
 ),
 {% else %}
-walked as (
-    select * from {{ ref('fct_transactions') }}
-),
-
-prior as (
-    select
-        null::text as customer_id, null::bigint as n_transactions, null::bigint[] as walk_recent_cents,
-        null::text[] as usual_device_ids, null::text[] as usual_countries, null::bigint as walk_located_n,
-        null::double precision as walk_lat_sum, null::double precision as walk_lon_sum,
-        null::numeric as walk_sum_cents, null::numeric as walk_sum_squared_cents,
-        null::integer[] as hour_counts, null::timestamptz as first_seen_at
-    where false
+steps as (
+    select {{ transaction_step }}
+    from {{ ref('fct_transactions') }}
 ),
 {% endif %}
 
 tx as (
     select
-        customer_id,
-        transaction_id,
-        event_time,
+        *,
         round(amount * 100)::bigint as cents,
-        device_id,
-        nullif(ip_country, '') as ip_country,
-        ip_lat,
-        ip_lon,
-        ip_lat is not null and ip_lon is not null as located,
+        nullif(ip_country, '') as country,
+        -- the state row stands for its located transactions when it has any (its coordinates are their sums)
+        case when is_state then state_located_n > 0 else ip_lat is not null and ip_lon is not null end as located,
         extract(hour from event_time at time zone 'UTC')::integer as utc_hour,
-        -- position in the walk's order, and from its end (1 = the latest)
+        -- position in the walk's order (the state row, without event time, first), and from its end
         row_number() over (
-            partition by customer_id order by event_time, transaction_id collate "C"
+            partition by customer_id order by event_time nulls first, transaction_id collate "C"
         ) as walk_position,
         row_number() over (
-            partition by customer_id order by event_time desc, transaction_id collate "C" desc
+            partition by customer_id order by event_time desc nulls last, transaction_id collate "C" desc
         ) as recency
-    from walked
+    from steps
 ),
 
--- what the walk over these transactions adds, per customer
+-- the state after the walk: the prior state's (max() over the customer's one state row, or null) plus the
+-- transactions walked
 walk as (
     select
         customer_id,
-        count(*) as n,
-        min(event_time) as first_seen_at,
+        coalesce(max(state_n), 0) + count(*) filter (where not is_state) as n_transactions,
+        coalesce(max(state_first_seen_at), min(event_time)) as first_seen_at,
         max(event_time) as last_seen_at,
         min(transaction_id) filter (where recency = 1) as last_transaction_id,
-        sum(cents::numeric) as sum_cents,
-        sum(cents::numeric * cents) as sum_squared_cents,
-        count(*) filter (where located) as located_n,
+        coalesce(max(state_sum_cents), 0) + coalesce(sum(cents::numeric), 0) as sum_cents,
+        coalesce(max(state_sum_squared_cents), 0) + coalesce(sum(cents::numeric * cents), 0) as sum_squared_cents,
+        coalesce(max(state_located_n), 0) + count(*) filter (where located and not is_state) as located_n,
+        -- float8 folds in the walk's order, continued from the state's sums: the same additions, the same bits
+        sum(ip_lat order by walk_position) filter (where located) as lat_sum,
+        sum(ip_lon order by walk_position) filter (where located) as lon_sum,
         array[
             {%- for h in range(24) %}
-            count(*) filter (where utc_hour = {{ h }}){{ "," if not loop.last }}
+            coalesce(max(state_hour_counts[{{ h + 1 }}]), 0) + count(*) filter (where utc_hour = {{ h }})
+            {{- "," if not loop.last }}
             {%- endfor %}
         ]::integer[] as hour_counts,
-        -- the last 50 of these amounts, in the walk's order
-        array_agg(cents order by walk_position) filter (where recency <= {{ amount_history }}) as cents_walked,
-        array_agg(device_id order by walk_position) as devices_walked,
-        array_agg(ip_country order by walk_position) filter (where ip_country is not null) as countries_walked
+        -- the state's last amounts, devices and countries followed by the new ones, in the walk's order
+        max(state_recent_cents)
+            || array_agg(cents order by walk_position) filter (where recency <= {{ amount_history }} and not is_state)
+            as amounts,
+        max(state_devices) || array_agg(device_id order by walk_position) filter (where not is_state) as devices,
+        max(state_countries) || array_agg(country order by walk_position) filter (where country is not null)
+            as countries
     from tx
-    group by customer_id
-),
-
--- the coordinate sums: float8 folds in the walk's order, continued from the prior state's (position 0)
-coordinates as (
-    select customer_id, sum(lat order by position) as lat_sum, sum(lon order by position) as lon_sum
-    from (
-        select customer_id, 0::bigint as position, walk_lat_sum as lat, walk_lon_sum as lon
-        from prior where walk_located_n > 0
-        union all
-        select customer_id, walk_position, ip_lat, ip_lon from tx where located
-    ) as located_steps
     group by customer_id
 ),
 
 state as (
     select
-        w.customer_id,
-        coalesce(p.n_transactions, 0) + w.n as n_transactions,
-        coalesce(p.first_seen_at, w.first_seen_at) as first_seen_at,
-        w.last_seen_at,
-        w.last_transaction_id,
-        coalesce(p.walk_sum_cents, 0) + w.sum_cents as sum_cents,
-        coalesce(p.walk_sum_squared_cents, 0) + w.sum_squared_cents as sum_squared_cents,
-        coalesce(p.walk_located_n, 0) + w.located_n as located_n,
-        c.lat_sum,
-        c.lon_sum,
-        array(
-            select coalesce(a, 0) + coalesce(b, 0)
-            from unnest(p.hour_counts, w.hour_counts) with ordinality as u(a, b, hour)
-            order by hour
-        ) as hour_counts,
-        -- the last 50 amounts of the prior state's followed by the new ones
-        (select array_agg(v order by i) from (
-            select v, i from unnest(p.walk_recent_cents || w.cents_walked) with ordinality as u(v, i)
-            order by i desc limit {{ amount_history }}
-        ) as last_amounts) as recent_cents,
-        -- devices and countries: each at its latest use, the most recent ones, most recent last
-        (select array_agg(v order by last_use) from (
-            select v, max(i) as last_use
-            from unnest(p.usual_device_ids || w.devices_walked) with ordinality as u(v, i)
-            group by v order by max(i) desc limit {{ device_memory }}
-        ) as recent) as usual_device_ids,
-        (select array_agg(v order by last_use) from (
-            select v, max(i) as last_use
-            from unnest(p.usual_countries || w.countries_walked) with ordinality as u(v, i)
-            group by v order by max(i) desc limit {{ country_memory }}
-        ) as recent) as usual_countries
-    from walk as w
-    left join prior as p on p.customer_id = w.customer_id
-    left join coordinates as c on c.customer_id = w.customer_id
+        walk.*,
+        amounts[greatest(cardinality(amounts) - {{ amount_history - 1 }}, 1):] as recent_cents
+    from walk
 )
 
 select
@@ -196,12 +154,17 @@ select
     s.n_transactions,
     -- over the last amounts: median = mean of the two middle values (percentile_cont, exact on cents),
     -- p95 = nearest rank, the ceil(0.95 k)-th smallest (percentile_disc), as CustomerState computes them
-    (select percentile_cont(0.5) within group (order by v::double precision) from unnest(s.recent_cents) as v)
-        / 100::double precision as median_amount,
-    (select percentile_disc(0.95) within group (order by v) from unnest(s.recent_cents) as v)::double precision
-        / 100 as p95_amount,
-    coalesce(s.usual_device_ids, array[]::text[]) as usual_device_ids,
-    coalesce(s.usual_countries, array[]::text[]) as usual_countries,
+    q.median_cents / 100::double precision as median_amount,
+    q.p95_cents / 100 as p95_amount,
+    -- devices and countries: each at its latest use, the most recent ones, most recent last
+    coalesce((select array_agg(v order by last_use) from (
+        select v, max(i) as last_use from unnest(s.devices) with ordinality as u(v, i)
+        group by v order by max(i) desc limit {{ device_memory }}
+    ) as recent), array[]::text[]) as usual_device_ids,
+    coalesce((select array_agg(v order by last_use) from (
+        select v, max(i) as last_use from unnest(s.countries) with ordinality as u(v, i)
+        group by v order by max(i) desc limit {{ country_memory }}
+    ) as recent), array[]::text[]) as usual_countries,
     -- home = mean IP position over every located transaction
     s.lat_sum / nullif(s.located_n, 0) as home_lat,
     s.lon_sum / nullif(s.located_n, 0) as home_lon,
@@ -219,8 +182,9 @@ select
     s.n_transactions
         / greatest(1.0, extract(epoch from (s.last_seen_at - s.first_seen_at)) / 86400.0) as avg_tx_per_day,
     -- most frequent hour, the earliest of equally frequent ones (as mode() over the sorted hours)
-    (select hour - 1 from unnest(s.hour_counts) with ordinality as u(n, hour) order by n desc, hour limit 1)::integer
-        as typical_hour,
+    array_position(s.hour_counts, greatest(
+        {%- for h in range(24) %}s.hour_counts[{{ h + 1 }}]{{ ", " if not loop.last }}{% endfor -%}
+    )) - 1 as typical_hour,
     s.first_seen_at,
     now() as computed_at,
     -- the walk's state, for the next increment to walk on from
@@ -232,3 +196,9 @@ select
     s.lon_sum as walk_lon_sum,
     s.last_transaction_id as walk_last_transaction_id
 from state as s
+cross join lateral (
+    select
+        percentile_cont(0.5) within group (order by v) as median_cents,
+        percentile_disc(0.95) within group (order by v) as p95_cents
+    from unnest(s.recent_cents::double precision[]) as v
+) as q
