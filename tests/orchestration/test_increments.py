@@ -288,6 +288,48 @@ def test_checks_read_the_new_slice_and_all_rows_on_request(story) -> None:
     assert _dbt(scratch, *select).returncode != 0
 
 
+SPEED_KEYS_SQL = """
+SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c
+WHERE c.conrelid IN ('speed.scored_transactions'::regclass, 'speed.fraud_alerts'::regclass)
+  AND c.contype IN ('p', 'f') ORDER BY c.contype
+"""
+
+
+def test_checks_of_the_speed_scores_read_what_was_scored_since_the_last_build(story) -> None:
+    """The speed table's primary key enforces what its dbt tests check, so they read only the rows scored
+    since the previous build (less `speed_commit_lookback`). With the key dropped for the test: a duplicate
+    scored long before that build passes the default run and fails the full suite; scored now, it fails the
+    default run too."""
+    scratch = story["scratch"]
+    select = ["test", "--select", "stg_speed__scored_transactions,test_name:unique"]
+    with connect(scratch) as conn:
+        keys = conn.execute(SPEED_KEYS_SQL).fetchall()  # the foreign key first: it depends on the primary key
+        for table, name, _ in keys:
+            conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+        # a copy of a scored row (batch_id -1 marks it), committed two hours before the latest build
+        conn.execute(
+            "INSERT INTO speed.scored_transactions SELECT (jsonb_populate_record(NULL::speed.scored_transactions, "
+            "to_jsonb(s) || jsonb_build_object('batch_id', -1, 'committed_at', "
+            "(SELECT max(built_at) FROM marts.batch_watermark) - interval '2 hours'))).* "
+            "FROM speed.scored_transactions AS s "
+            "WHERE s.transaction_id = (SELECT min(transaction_id) FROM speed.scored_transactions)"
+        )
+        conn.commit()
+    try:
+        assert _dbt(scratch, *select).returncode == 0
+        assert _dbt(scratch, *select, checks="all").returncode != 0
+        with connect(scratch) as conn:
+            conn.execute("UPDATE speed.scored_transactions SET committed_at = now() WHERE batch_id = -1")
+            conn.commit()
+        assert _dbt(scratch, *select).returncode != 0
+    finally:
+        with connect(scratch) as conn:
+            conn.execute("DELETE FROM speed.scored_transactions WHERE batch_id = -1")
+            for table, name, definition in reversed(keys):
+                conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
+            conn.commit()
+
+
 def _day(settings: Settings, date_key: int) -> tuple[dict, dict]:
     marts = _marts(settings)
     return tuple(
