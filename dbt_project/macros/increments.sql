@@ -78,3 +78,18 @@
           and exists (select 1 from {{ ref('int_customer_versions_ranged') }} as v where v.customer_id = d.customer_id)
     {%- endif -%}
 {%- endmacro %}
+
+{#
+  Pre-hook of an incremental model that gained columns: add them to a table built by an older version of
+  the model, typed as the model selects them (`columns`: a list of [name, type]). dbt's own
+  on_schema_change cannot add array columns on Postgres (it writes the type as "ARRAY"). The model's SQL
+  was compiled before this runs, so it must not read the new columns from {{ this }} when they are missing
+  (customer_baselines checks with adapter.get_columns_in_relation, as last_build_at does).
+#}
+{% macro add_missing_columns(columns) -%}
+    {%- if is_incremental() -%}
+        {%- for name, type in columns -%}
+        alter table {{ this }} add column if not exists {{ adapter.quote(name) }} {{ type }};
+        {% endfor -%}
+    {%- endif -%}
+{%- endmacro %}

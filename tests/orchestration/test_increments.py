@@ -263,6 +263,44 @@ def test_increments_equal_a_full_build(story, table) -> None:
     )
 
 
+def test_baselines_built_before_the_walk_state_existed_upgrade_in_place(story) -> None:
+    """A deployed customer_baselines from before its walk_* state columns: the next increment does not fail
+    (the SQL reads no state column the table lacks), adds the columns, and a customer of its slice gets
+    the full build's row (walked again: there is no state to walk on from)."""
+    scratch = story["scratch"]
+    with connect(scratch) as conn:
+        state = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'marts' "
+                "AND table_name = 'customer_baselines' AND column_name LIKE 'walk%%'"
+            )
+        ]
+        assert len(state) == 7
+        conn.execute(f"ALTER TABLE marts.customer_baselines {', '.join(f'DROP COLUMN {c}' for c in state)}")
+        # a customer's latest checkout enters the next slice again, as if it had just landed (its stamp is
+        # put back afterwards: the order lines would take a restamped checkout's lines as new)
+        tx_id, customer, stamp = conn.execute(
+            "SELECT transaction_id, customer_id, batch_loaded_at FROM marts.fct_transactions "
+            "ORDER BY transaction_id DESC LIMIT 1"
+        ).fetchone()
+        conn.execute(
+            "UPDATE marts.fct_transactions SET batch_loaded_at = now() WHERE transaction_id = %s", (tx_id,)
+        )
+        conn.commit()
+    try:
+        out = _dbt(scratch, "build", "--select", "customer_baselines", "--exclude-resource-type", "test")
+    finally:
+        with connect(scratch) as conn:
+            conn.execute(
+                "UPDATE marts.fct_transactions SET batch_loaded_at = %s WHERE transaction_id = %s",
+                (stamp, tx_id),
+            )
+            conn.commit()
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert _marts(scratch)["customer_baselines"][customer] == story["full"]["customer_baselines"][customer]
+
+
 def test_checks_read_the_new_slice_and_all_rows_on_request(story) -> None:
     """A bad value in an old row is outside the slice (the default run passes, it was checked when it was
     new); the full suite (ECOM_DBT_CHECKS=all, the scheduled run) finds it; a bad value in the latest slice

@@ -3,7 +3,12 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='customer_id',
-        on_schema_change='append_new_columns',
+        on_schema_change='fail',
+        pre_hook="{{ add_missing_columns([
+            ['walk_recent_cents', 'bigint[]'], ['walk_sum_cents', 'numeric'], ['walk_sum_squared_cents', 'numeric'],
+            ['walk_located_n', 'bigint'], ['walk_lat_sum', 'double precision'], ['walk_lon_sum', 'double precision'],
+            ['walk_last_transaction_id', 'text'],
+        ]) }}",
         indexes=[{'columns': ['customer_id'], 'unique': True}],
     )
 }}
@@ -51,19 +56,28 @@
   joins one CTE to another: tables are reached by index (`= any(array(...))`, the primary key of this
   table), and the prior state enters the walk as one more row per customer rather than through a join.
 #}
+{#- a table built before the state columns existed: every customer of the slice is walked again -#}
+{%- set has_state = is_incremental()
+    and 'walk_last_transaction_id' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) -%}
 with
 {% if is_incremental() %}
 -- the new slice, each row flagged: does its customer's state walk on over the new transactions only?
 slice as (
     select
         f.*,
+        {% if has_state -%}
         bool_and(
             p.walk_last_transaction_id is not null
             and (f.event_time, f.transaction_id collate "C")
                 > (p.last_seen_at, p.walk_last_transaction_id collate "C")
         ) over (partition by f.customer_id) as carried
+        {%- else -%}
+        false as carried
+        {%- endif %}
     from {{ ref('fct_transactions') }} as f
+    {% if has_state -%}
     left join {{ this }} as p on p.customer_id = f.customer_id
+    {% endif -%}
     where f.batch_loaded_at > {{ last_build_at('computed_at') }}
 ),
 
@@ -77,6 +91,7 @@ steps as (
     select {{ transaction_step }}
     from {{ ref('fct_transactions') }}
     where customer_id = any(array(select distinct customer_id from slice where not carried))
+    {% if has_state -%}
     union all
     select
         customer_id, true, null, null, null, null, null, walk_lat_sum, walk_lon_sum,
@@ -84,6 +99,7 @@ steps as (
         walk_sum_squared_cents, hour_counts, first_seen_at
     from {{ this }}
     where customer_id = any(array(select distinct customer_id from slice where carried))
+    {% endif %}
 ),
 {% else %}
 steps as (
