@@ -36,8 +36,12 @@ recent as (
     from {{ ref('stg_master__transactions') }} as t
     where t.landed_seq > (select seq from watermark) - {{ var('late_landing_lookback') }}
       and not exists (
+          -- a fact row has its master row's landed_seq, so only the window's facts can match: without the
+          -- lower bound the anti-join hashed the whole fact (1.3M rows: ~0.95 s of every read at 1M)
           select 1 from {{ ref('fct_transactions') }} as f
-          where f.transaction_id = t.transaction_id and f.landed_seq <= (select seq from watermark)
+          where f.transaction_id = t.transaction_id
+            and f.landed_seq > (select seq from watermark) - {{ var('late_landing_lookback') }}
+            and f.landed_seq <= (select seq from watermark)
       )
 ),
 
