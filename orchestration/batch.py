@@ -30,6 +30,8 @@ class BatchOutcome:
     seconds: float
     materialized: list[str] = field(default_factory=list)
     checks: list[CheckOutcome] = field(default_factory=list)
+    # an increment with nothing to build (no source changed since the last build) launches no run
+    nothing_changed: bool = False
 
     @property
     def failed_checks(self) -> list[CheckOutcome]:
@@ -56,6 +58,11 @@ def dagster_env(settings: Settings | None = None) -> dict[str, str]:
 
 def summarize(outcome: BatchOutcome) -> list[str]:
     """Lines for the terminal: what was built, what failed, and the verdict."""
+    if outcome.nothing_changed:
+        return [
+            "nothing to build: no source of the dbt project changed since the last build "
+            "(`ecom batch --full-refresh` rebuilds everything)"
+        ]
     lines = [
         f"run {outcome.run_id}: {'succeeded' if outcome.success else 'FAILED'} in {outcome.seconds:.1f} s; "
         f"{len(outcome.materialized)} assets materialized, {len(outcome.checks)} checks "
@@ -81,7 +88,10 @@ def run_batch(
 ) -> BatchOutcome:
     """Execute a job (default batch_refresh) in-process against the instance at DAGSTER_HOME.
 
-    `log_level` filters Dagster's console log here; the run's full event log is in the instance either way.
+    `batch_refresh` without `full_refresh` is the increment: it builds the dbt assets downstream of the
+    sources changed since the last build, as the sensor's runs do (orchestration/defs/dbt/changes.py), and
+    launches nothing when none changed. `log_level` filters Dagster's console log here; the run's full event
+    log is in the instance either way.
     """
     for key, value in dagster_env(settings).items():
         os.environ.setdefault(key, value)
@@ -95,6 +105,19 @@ def run_batch(
     if job.graph.has_node_named("ecom_dbt"):
         run_config["ops"] = {"ecom_dbt": {"config": dbt_op_config(job.run_config, full_refresh)}}
     started = time.monotonic()
+    if job_name == "batch_refresh" and not full_refresh:
+        from orchestration.defs.dbt.automation import increment_checks, pending_selection
+        from orchestration.resources import PostgresResource
+
+        pg = (settings or get_settings()).postgres
+        postgres = PostgresResource(host=pg.host, port=pg.port, user=pg.user, password=pg.password, db=pg.db)
+        selection = pending_selection(postgres)
+        if not selection:
+            return BatchOutcome(
+                run_id="", success=True, seconds=time.monotonic() - started, nothing_changed=True
+            )
+        # the dbt tests of the selection only (a subset by assets alone would take the GX suites too)
+        job = job.get_subset(asset_selection=selection, asset_check_selection=increment_checks(selection))
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance,

@@ -155,3 +155,12 @@ CREATE TABLE IF NOT EXISTS ops.stream_batches (
     committed_at     timestamptz  NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (query_name, batch_id)
 );
+
+-- What the batch layer's last builds consumed: per dbt source (and the dbt project itself) the mark it had when
+-- a successful build covering everything downstream of it started (orchestration/defs/dbt/changes.py). An
+-- increment builds only the dbt assets downstream of the sources whose mark has moved since.
+CREATE TABLE IF NOT EXISTS ops.batch_source_marks (
+    source           text         PRIMARY KEY,
+    mark             text         NOT NULL,
+    built_at         timestamptz  NOT NULL DEFAULT clock_timestamp()
+);

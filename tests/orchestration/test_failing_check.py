@@ -54,6 +54,10 @@ def test_ecom_batch_exits_non_zero_when_a_check_fails(stack, tmp_path) -> None:
             text=True,
             timeout=600,
         )
+        with db.connect(scratch) as conn:
+            recorded = conn.execute("SELECT source FROM ops.batch_source_marks").fetchall()
+    # a failed build records no source as built: the next increment selects everything again
+    assert recorded == []
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
     report = json.loads(out.stdout)
     failed = {(c["asset"], c["name"].split("___")[0]) for c in report["failed_checks"]}

@@ -9,13 +9,16 @@ The story, in a scratch database (the shared marts are not touched):
   checkout), and a row whose landing transaction stays open across build 2 (a late commit: its landed_seq
   is below the watermark build 2 records);
   build 2; the late commit lands; the first rows are replayed (landed again through the landing's write
-  path); build 3;
+  path); build 3; build 4 (nothing new);
   snapshot of every mart without its build stamps, `dbt build --full-refresh`, snapshot again: equal.
+The builds are increments as `ecom batch` and the sensor run them: Dagster's `batch_refresh` on the dbt
+assets downstream of the sources changed since the last build.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -92,6 +95,18 @@ def _build(settings: Settings, *extra: str) -> None:
     assert out.returncode == 0, out.stdout[-4000:]
 
 
+def _increment(settings: Settings):
+    """The increment as `ecom batch` and the sensor run it: Dagster's batch_refresh on the dbt assets
+    downstream of the sources changed since the last build (orchestration/defs/dbt/changes.py)."""
+    from orchestration.batch import run_batch
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ECOM_PG_DB", settings.postgres.db)  # dbt and the build lock follow it
+        outcome = run_batch(settings=settings)
+    assert outcome.ok, (outcome.run_id, outcome.failed_checks)
+    return outcome
+
+
 def _marts(settings: Settings) -> dict[str, dict]:
     """Every mart as {key: row as JSON without build stamps} (JSON: psycopg cannot load -infinity)."""
     stamps = " - ".join(f"'{c}'" for c in STAMPS)
@@ -136,7 +151,7 @@ def _play(scratch: Settings) -> dict:
     with connect(scratch) as conn:
         insert_reference(conn, SPEC, every=2)  # odd ids unknown: inferred members
         insert_transactions(conn, SPEC, 0, FIRST_ROWS - 1)
-    _build(scratch)
+    builds = [_increment(scratch)]
 
     with connect(scratch) as conn:
         first_event = conn.execute("SELECT min(event_time) FROM master.transactions").fetchone()[0]
@@ -177,13 +192,14 @@ def _play(scratch: Settings) -> dict:
     _copy_row(late, source_id, "inc-late-commit", other_merchant, "inc-T-late-commit", timedelta(days=1))
     with connect(scratch) as conn:
         insert_transactions(conn, SPEC, SECOND_ROWS, TOTAL - 1)
-    _build(scratch)
+    builds.append(_increment(scratch))
     late.commit()
     late.close()
 
     with connect(scratch) as conn:
         replayed = insert_transactions(conn, SPEC, 0, TOTAL - 1)  # the whole file again
-    _build(scratch)
+    builds.append(_increment(scratch))
+    builds.append(_increment(scratch))  # nothing landed since: nothing to build
     incremental = _marts(scratch)
 
     with connect(scratch) as conn:
@@ -202,6 +218,7 @@ def _play(scratch: Settings) -> dict:
     full = _marts(scratch)
     return {
         "scratch": scratch,
+        "builds": builds,
         "incremental": incremental,
         "full": full,
         "master_ids": master_ids,
@@ -215,6 +232,29 @@ def _play(scratch: Settings) -> dict:
         "moved_customer": moved,
         "known_customer": unknown,
     }
+
+
+def test_an_increment_builds_what_its_changed_sources_feed(story) -> None:
+    """Build 1 (nothing recorded yet) builds every dbt asset; build 2 (transactions and reference customers
+    changed) the snapshot's lineage too; build 3 (a late commit and a replay: only master.transactions moved)
+    the transactions' lineage without the reference side; build 4 (nothing moved) launches no run. Each
+    run carries the dbt tests of what it builds and no other check (not the GX suites on the marts)."""
+    from orchestration.defs.dbt.assets import ecom_dbt_assets
+
+    first, second, third, fourth = story["builds"]
+    every = {key.to_user_string() for key in ecom_dbt_assets.keys}
+    assert set(first.materialized) == every
+    snapshot, facts = "snapshots/snap_reference__customers", "marts/fct_transactions"
+    assert {snapshot, facts, "marts/dim_customer", "serving/transactions"} <= set(second.materialized)
+    assert facts in third.materialized and "serving/transactions" in third.materialized
+    assert snapshot not in third.materialized and "staging/stg_reference__products" not in third.materialized
+    assert "marts/dim_channel" not in third.materialized  # static: changes only with the project
+    dbt_checks = {(key.asset_key.to_user_string(), key.name) for key in ecom_dbt_assets.check_keys}
+    for build in (first, second, third):
+        ran = {(check.asset, check.name) for check in build.checks}
+        assert ran <= dbt_checks, ran - dbt_checks
+        assert ran == {c for c in dbt_checks if c[0] in build.materialized}
+    assert fourth.nothing_changed and not fourth.run_id
 
 
 def test_every_landed_row_is_in_the_fact_once(story) -> None:
@@ -324,6 +364,27 @@ def test_checks_read_the_new_slice_and_all_rows_on_request(story) -> None:
         )
         conn.commit()
     assert _dbt(scratch, *select).returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [("fct_transactions", "transaction_id"), ("fct_order_lines", "transaction_id, line_number")],
+)
+def test_the_facts_refuse_a_second_copy_of_an_old_row(story, table, key) -> None:
+    """What lets the default run check uniqueness on the new slice only: a copy of a row built long ago
+    (outside any slice) is refused by the fact's unique index. fct_order_lines' index is on (transaction_id,
+    line_number), from which order_line_id is derived one-to-one."""
+    import psycopg
+
+    with connect(story["scratch"]) as conn:
+        before = conn.execute(f"SELECT count(*) FROM marts.{table}").fetchone()[0]
+        with pytest.raises(psycopg.errors.UniqueViolation, match=r"\(" + re.escape(key) + r"\)"):
+            conn.execute(
+                f"INSERT INTO marts.{table} SELECT * FROM marts.{table} "
+                f"WHERE batch_loaded_at = (SELECT min(batch_loaded_at) FROM marts.{table}) LIMIT 1"
+            )
+        conn.rollback()
+        assert conn.execute(f"SELECT count(*) FROM marts.{table}").fetchone()[0] == before
 
 
 SPEED_KEYS_SQL = """

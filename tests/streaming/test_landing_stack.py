@@ -10,6 +10,7 @@ import pytest
 
 from kernel import db
 from kernel.settings import get_settings
+from orchestration.defs.dbt.assets import ecom_dbt_assets
 from orchestration.defs.dbt.automation import new_landings_sensor
 from orchestration.resources import resources_from_settings
 from orchestration.synthetic import SyntheticSpec, insert_transactions
@@ -42,6 +43,11 @@ def test_sensor_counts_rows_landed_after_its_cursor(stack, monkeypatch) -> None:
     assert isinstance(requested, dg.RunRequest)
     assert int(context.cursor) >= before + 30
     assert requested.run_key == f"landed_seq_{context.cursor}"
+    # the run builds what the new rows feed, with the dbt tests of it and no other check
+    selected = set(requested.asset_selection)
+    assert {dg.AssetKey(["marts", "fct_transactions"]), dg.AssetKey(["serving", "transactions"])} <= selected
+    checks = set(requested.asset_check_keys)
+    assert checks == {key for key in ecom_dbt_assets.check_keys if key.asset_key in selected}
 
 
 def test_observations_report_high_water_marks(stack) -> None:

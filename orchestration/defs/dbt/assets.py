@@ -8,6 +8,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 from dagster_dbt import DbtCliResource, dbt_assets
 
+from orchestration.defs.dbt.changes import covered_sources, project_mark, read_marks, record_marks
 from orchestration.defs.dbt.project import build_lock, ecom_dbt_project, set_check_scope
 from orchestration.resources import PostgresResource
 from orchestration.translator import EcomDbtTranslator
@@ -60,5 +61,18 @@ def ecom_dbt_assets(
         raise dg.Failure(f"checks must be one of {', '.join(CHECK_SCOPES)}, not {config.checks!r}")
     args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
     set_check_scope(config.checks)
-    with build_lock(postgres):
+    deps = dbt_asset_deps()
+    with build_lock(postgres) as conn:
+        # the sources' marks before dbt reads them: recorded only if the build succeeds (changes.py)
+        marks = read_marks(conn, deps, project_mark(manifest_path(), ecom_dbt_project().project_dir))
         yield from dbt.cli(args, context=context).stream()
+        covered = covered_sources(set(context.selected_asset_keys), deps)
+        record_marks(conn, marks, covered)
+        context.log.info(
+            f"recorded the marks of {len(covered)} sources this build covered: {sorted(covered)}"
+        )
+
+
+def dbt_asset_deps() -> dict[dg.AssetKey, set[dg.AssetKey]]:
+    """Every dbt asset's upstream keys (dbt assets and sources), whatever subset a run executes."""
+    return {key: set(ups) for key, ups in ecom_dbt_assets.asset_deps.items()}

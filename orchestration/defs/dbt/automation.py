@@ -5,7 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from kernel.settings import get_settings
-from orchestration.defs.dbt.assets import ecom_dbt_assets
+from orchestration.defs.dbt.assets import dbt_asset_deps, ecom_dbt_assets, manifest_path
+from orchestration.defs.dbt.changes import increment_selection, project_mark, read_marks, recorded_marks
+from orchestration.defs.dbt.project import dbt_target_db, ecom_dbt_project
 from orchestration.resources import PostgresResource
 
 # The dbt models with the tests dbt runs in the same build, not the checks other domains attach to them
@@ -21,8 +23,9 @@ batch_refresh_job = dg.define_asset_job(
     "batch_refresh",
     selection=DBT_BUILD,
     description="The increment: dbt build of the batch and serving layers (staging -> marts -> serving) with "
-    "every dbt test, the growing models' tests on the slice this build adds (op config `checks`). What the "
-    "sensor and `ecom batch` run. The Great Expectations suites run in `batch_refresh_full`.",
+    "their dbt tests, the growing models' tests on the slice this build adds (op config `checks`). What the "
+    "sensor and `ecom batch` run, on the assets downstream of the sources changed since the last build "
+    "(launched from the UI: what you select). The Great Expectations suites run in `batch_refresh_full`.",
     tags={"layer": "batch"},
 )
 
@@ -59,13 +62,30 @@ def refresh_decision(cursor_seq: int, new_rows: int, max_seq: int, threshold: in
     return False, cursor_seq
 
 
+def pending_selection(postgres: PostgresResource) -> set[dg.AssetKey]:
+    """The dbt assets an increment builds now: downstream of the sources changed since the last build that
+    covered them (orchestration/defs/dbt/changes.py); every one on a database never built."""
+    deps = dbt_asset_deps()
+    with postgres.connect(autocommit=True, db=dbt_target_db(postgres)) as conn:
+        current = read_marks(conn, deps, project_mark(manifest_path(), ecom_dbt_project().project_dir))
+        return increment_selection(current, recorded_marks(conn), deps)
+
+
+def increment_checks(selection: set[dg.AssetKey]) -> set[dg.AssetCheckKey]:
+    """The dbt tests of the selected assets. Given explicitly: a run subset to some assets would otherwise
+    take every check attached to them, the quality domain's Great Expectations suites too, which this job
+    leaves out (DBT_BUILD above)."""
+    return {key for key in ecom_dbt_assets.check_keys if key.asset_key in selection}
+
+
 @dg.sensor(
     name="new_landings_sensor",
     job=batch_refresh_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Requests a batch refresh once ECOM_BATCH_SENSOR_MIN_NEW_ROWS new rows have landed in "
-    "master.transactions since the last request (cursor: landed_seq).",
+    "master.transactions since the last request (cursor: landed_seq); the run builds the dbt assets "
+    "downstream of the sources changed since the last build (ops.batch_source_marks), with their checks.",
 )
 def new_landings_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
     cursor_seq = int(context.cursor or 0)
@@ -74,5 +94,14 @@ def new_landings_sensor(context: dg.SensorEvaluationContext, postgres: PostgresR
     run, next_cursor = refresh_decision(cursor_seq, int(new_rows), int(max_seq), threshold)
     if not run:
         return dg.SkipReason(f"{new_rows} new rows since landed_seq {cursor_seq} (< {threshold})")
+    selection = pending_selection(postgres)
+    if not selection:  # a build already took these rows in (one launched by hand since the last tick)
+        context.update_cursor(str(next_cursor))
+        return dg.SkipReason(f"landed_seq {next_cursor}: no source changed since the last build")
     context.update_cursor(str(next_cursor))
-    return dg.RunRequest(run_key=f"landed_seq_{next_cursor}", tags={"trigger": "new_landings"})
+    return dg.RunRequest(
+        run_key=f"landed_seq_{next_cursor}",
+        asset_selection=sorted(selection, key=lambda k: k.to_user_string()),
+        asset_check_keys=sorted(increment_checks(selection), key=lambda k: k.to_user_string()),
+        tags={"trigger": "new_landings"},
+    )

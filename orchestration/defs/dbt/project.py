@@ -61,12 +61,14 @@ def dbt_target_db(postgres: PostgresResource) -> str:
 
 
 @contextmanager
-def build_lock(postgres: PostgresResource) -> Iterator[None]:
-    """Serialize dbt builds on the database dbt targets (ECOM_PG_DB as exported for dbt, see profiles.yml)."""
+def build_lock(postgres: PostgresResource) -> Iterator:
+    """Serialize dbt builds on the database dbt targets (ECOM_PG_DB as exported for dbt, see profiles.yml).
+
+    Yields the (autocommit) connection holding the lock, to that database."""
     with postgres.connect(autocommit=True, db=dbt_target_db(postgres)) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK_KEY,))
         try:
-            yield
+            yield conn
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK_KEY,))
 
