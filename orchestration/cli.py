@@ -63,6 +63,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                 {
                     "run_id": outcome.run_id,
                     "success": outcome.success,
+                    "nothing_changed": outcome.nothing_changed,
                     "seconds": round(outcome.seconds, 2),
                     "materialized": outcome.materialized,
                     "checks": len(outcome.checks),
