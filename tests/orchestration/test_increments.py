@@ -257,6 +257,30 @@ def test_an_increment_builds_what_its_changed_sources_feed(story) -> None:
     assert fourth.nothing_changed and not fourth.run_id
 
 
+def test_a_database_without_the_marks_table_gets_a_one_line_fix(story, monkeypatch) -> None:
+    """A database the kernel's schema was not applied to since the marks table came: `ecom batch` and the
+    sensor say what to run instead of a traceback."""
+    from kernel.errors import EcomError
+    from orchestration.defs.dbt.automation import pending_selection
+    from orchestration.resources import PostgresResource
+
+    scratch = story["scratch"]
+    pg = scratch.postgres
+    monkeypatch.setenv("ECOM_PG_DB", pg.db)
+    postgres = PostgresResource(host=pg.host, port=pg.port, user=pg.user, password=pg.password, db=pg.db)
+    with connect(scratch) as conn:
+        conn.execute("ALTER TABLE ops.batch_source_marks RENAME TO batch_source_marks_away")
+        conn.commit()
+    try:
+        with pytest.raises(EcomError, match=r"batch_source_marks.*run `ecom up`"):
+            pending_selection(postgres)
+    finally:
+        with connect(scratch) as conn:
+            conn.execute("ALTER TABLE ops.batch_source_marks_away RENAME TO batch_source_marks")
+            conn.commit()
+    assert pending_selection(postgres) == set()  # the story's last build left nothing to build
+
+
 def test_every_landed_row_is_in_the_fact_once(story) -> None:
     facts = story["incremental"]["fct_transactions"]
     assert story["replayed"] == 0  # the replayed file landed nothing new

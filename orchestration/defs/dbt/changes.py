@@ -12,7 +12,9 @@ downstream assets the build covered entirely (`ops.batch_source_marks`). An incr
 request, `ecom batch`, the benchmark) selects the dbt assets downstream of the sources whose mark differs
 from the recorded one. A failed build records nothing, so the next increment selects what it covered
 again; rows landing while a build runs move the mark past the recorded one, so the next increment picks
-them up. Pure functions here; the SQL runs through the caller's connection.
+them up. One case is missed until the next change of that table (or the scheduled full build): an update
+of a reference row that commits after a build read the marks, with an `updated_at` older than the latest one,
+and no row added. Pure functions here; the SQL runs through the caller's connection.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
+import psycopg
+
+from kernel.errors import EcomError
 
 PROJECT = dg.AssetKey(["dbt", "project"])
 
@@ -129,17 +134,29 @@ def increment_selection(
     return downstream(changed, deps)
 
 
+def _execute(conn, sql: str, params: tuple | None = None):
+    """A missing table means a database the kernel's schema was never applied to (or an older one): say so."""
+    try:
+        return conn.execute(sql, params)
+    except psycopg.errors.UndefinedTable as exc:
+        conn.rollback()
+        raise EcomError(
+            f"{exc.diag.message_primary} in database {conn.info.dbname}: the platform's tables are missing or "
+            "older than this code; run `ecom up` (it applies kernel/sql/ to the database) and try again"
+        ) from exc
+
+
 def read_marks(conn, deps: Mapping[dg.AssetKey, set[dg.AssetKey]], project: str) -> dict[str, str]:
     """Every source's mark now (conn: a psycopg connection to the database dbt builds)."""
-    marks = {source: mark for source, mark in conn.execute(marks_sql(sources_of(deps))).fetchall()}
+    marks = {source: mark for source, mark in _execute(conn, marks_sql(sources_of(deps))).fetchall()}
     marks[source_table(PROJECT)] = project
     return marks
 
 
 def recorded_marks(conn) -> dict[str, str]:
-    return {source: mark for source, mark in conn.execute(RECORDED_MARKS_SQL).fetchall()}
+    return {source: mark for source, mark in _execute(conn, RECORDED_MARKS_SQL).fetchall()}
 
 
 def record_marks(conn, marks: Mapping[str, str], sources: Iterable[str]) -> None:
     for source in sorted(sources):
-        conn.execute(RECORD_MARK_SQL, (source, marks[source]))
+        _execute(conn, RECORD_MARK_SQL, (source, marks[source]))
